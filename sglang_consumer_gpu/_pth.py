@@ -1,0 +1,54 @@
+"""Run by ``sglang_consumer_gpu.pth`` at the start of every Python process.
+
+It must cost next to nothing in processes that never import SGLang: it only
+puts a finder on ``sys.meta_path`` that answers "not mine" to every import
+except the first ``import sglang``. That import triggers
+:func:`sglang_consumer_gpu.activation.activate`, which arms post-import hooks
+for the modules the patches target; the normal import then continues.
+"""
+
+import os
+import sys
+
+_FALSE = {"0", "false", "off", "no", "disable", "disabled"}
+
+
+class _SglangImportTrigger:
+    """Meta-path finder that fires once, on the first import of ``sglang``."""
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+        if fullname != "sglang":
+            return None
+        _remove()
+        try:
+            from sglang_consumer_gpu.activation import activate
+
+            activate(path="import-watcher")
+        except Exception as exc:  # never break the user's import of sglang
+            sys.stderr.write(f"sglang-consumer-gpu: activation failed, SGLang runs unpatched: {exc!r}\n")
+        return None  # let the regular finders load sglang
+
+
+_trigger = _SglangImportTrigger()
+
+
+def _remove() -> None:
+    try:
+        sys.meta_path.remove(_trigger)
+    except ValueError:
+        pass
+
+
+def install() -> None:
+    if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _FALSE:
+        return
+    if "sglang" in sys.modules:  # already imported (unusual for a .pth): activate now
+        from sglang_consumer_gpu.activation import activate
+
+        activate(path="import-watcher")
+        return
+    if not any(f is _trigger for f in sys.meta_path):
+        sys.meta_path.insert(0, _trigger)
+
+
+install()

@@ -1,0 +1,1 @@
+"""Patch registry and the patch modules (one module per patch)."""

@@ -1,0 +1,28 @@
+"""The built-in patches, one module each. Adding a patch = adding its module here.
+
+Each module defines ``PATCH`` (a :class:`~sglang_consumer_gpu.patches.base.Patch`)
+or ``PATCHES`` (a list of them) and imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from sglang_consumer_gpu.patches.base import Patch
+
+logger = logging.getLogger("sglang_consumer_gpu")
+
+BUILTIN_PATCH_MODULES: tuple[str, ...] = ()
+
+
+def builtin_patches() -> list[Patch]:
+    out: list[Patch] = []
+    for name in BUILTIN_PATCH_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except Exception as exc:  # a broken patch module must not stop the others
+            logger.warning("sglang-consumer-gpu: could not load patch module %s: %s", name, exc)
+            continue
+        out.extend(getattr(mod, "PATCHES", [getattr(mod, "PATCH", None)]))
+    return [p for p in out if p is not None]

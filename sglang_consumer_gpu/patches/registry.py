@@ -1,0 +1,214 @@
+"""Applies patches and remembers what happened to each one.
+
+The plugin must never be the reason SGLang does not start: every step of
+applying a patch is inside a try/except that records FAILED with the
+exception text and moves on to the next patch.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from sglang_consumer_gpu.hardware.current import current_spec
+from sglang_consumer_gpu.patches.base import Patch, PatchResult, Status
+
+__all__ = ["Patch", "PatchResult", "Status"]
+from sglang_consumer_gpu.versions import installed_version
+
+logger = logging.getLogger("sglang_consumer_gpu")
+
+#: Attribute set on every replacement we install: (patch name, original).
+MARKER = "__sglang_consumer_gpu_patch__"
+
+_lock = threading.RLock()
+_patches: dict[str, Patch] = {}
+_results: dict[str, PatchResult] = {}
+
+
+def register(patch: Patch) -> None:
+    """Add a patch (the built-in ones register themselves via patches.catalog)."""
+    with _lock:
+        _patches[patch.name] = patch
+        _results.setdefault(patch.name, PatchResult(Status.PENDING, f"waiting for import of {patch.module}"))
+
+
+def patches() -> list[Patch]:
+    return list(_patches.values())
+
+
+def results() -> dict[str, PatchResult]:
+    with _lock:
+        return dict(_results)
+
+
+def _resolve(module: ModuleType, attr: str) -> tuple[Any, str, Any]:
+    """Return (owner object, final attribute name, current value) for a dotted attr."""
+    owner: Any = module
+    parts = attr.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part)
+    return owner, parts[-1], getattr(owner, parts[-1])
+
+
+def _version_ok(dist: str, spec: str) -> tuple[bool, str]:
+    if not spec:
+        return True, ""
+    have = installed_version(dist)
+    if have is None:
+        return False, f"{dist} is not installed"
+    try:
+        ok = Version(have) in SpecifierSet(spec, prereleases=True)
+    except (InvalidVersion, InvalidSpecifier) as exc:
+        return False, f"cannot compare {dist} {have} with {spec!r}: {exc}"
+    return ok, "" if ok else f"{dist} {have} not in {spec}"
+
+
+def _rebind(original: Any, replacement: Any) -> int:
+    """Point every loaded sglang module that imported ``original`` by name at
+    ``replacement`` (``from x import f`` copies the reference)."""
+    count = 0
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("sglang") or mod is None:
+            continue
+        d = getattr(mod, "__dict__", None)
+        if not d:
+            continue
+        for key, value in list(d.items()):
+            if value is original:
+                setattr(mod, key, replacement)
+                count += 1
+    return count
+
+
+def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[..., Any]) -> Callable[..., Any]:
+    """Call ``replacement`` only while the current GPU needs the patch."""
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        spec = current_spec()
+        if spec is None or not patch.needed_on(spec):
+            return original(*args, **kwargs)
+        return replacement(*args, **kwargs)
+
+    setattr(guarded, MARKER, (patch.name, original))
+    return guarded
+
+
+def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
+    """Apply one patch now and record the result. Never raises."""
+    with _lock:
+        try:
+            result = _apply(patch, module)
+        except Exception as exc:  # the plugin must never stop SGLang
+            result = PatchResult(Status.FAILED, f"{type(exc).__name__}: {exc}")
+        _results[patch.name] = result
+    if result.status is Status.FAILED:
+        logger.warning("sglang-consumer-gpu: patch %s failed and was skipped: %s", patch.name, result.detail)
+    elif result.status is Status.TARGET_MISSING:
+        logger.warning(
+            "sglang-consumer-gpu: patch %s skipped, target %s missing (%s); SGLang's own code runs unchanged",
+            patch.name,
+            patch.target,
+            result.detail,
+        )
+    else:
+        logger.debug("sglang-consumer-gpu: patch %s: %s %s", patch.name, result.status.value, result.detail)
+    return result
+
+
+def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
+    for dist, spec in (("sglang", patch.sglang_versions), ("triton", patch.triton_versions)):
+        ok, why = _version_ok(dist, spec)
+        if not ok:
+            return PatchResult(Status.VERSION_SKIPPED, why)
+    if module is None:
+        module = sys.modules.get(patch.module)
+        if module is None:
+            try:
+                module = importlib.import_module(patch.module)
+            except ImportError as exc:
+                return PatchResult(Status.TARGET_MISSING, f"cannot import {patch.module}: {exc}")
+    try:
+        owner, name, current = _resolve(module, patch.attr)
+    except AttributeError as exc:
+        return PatchResult(Status.TARGET_MISSING, f"{patch.target} not found: {exc}")
+    marker = getattr(current, MARKER, None)
+    if marker is not None and marker[0] == patch.name:
+        return PatchResult(Status.APPLIED, _results[patch.name].detail if patch.name in _results else "")
+    if patch.upstream_fixed(module):
+        return PatchResult(Status.UPSTREAM_FIXED, "the running SGLang already handles this")
+    spec = current_spec()
+    if spec is None:
+        return PatchResult(Status.NOT_NEEDED, "no NVIDIA GPU visible; SGLang's own code runs")
+    if not patch.needed_on(spec):
+        return PatchResult(Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it")
+    replacement = _guard(patch, current, patch.build(current, module))
+    setattr(owner, name, replacement)
+    rebound = _rebind(current, replacement) if owner is module else 0
+    return PatchResult(Status.APPLIED, f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s)")
+
+
+def apply_loaded(disabled_reason: str | None = None) -> dict[str, PatchResult]:
+    """Apply every registered patch whose target module is already imported."""
+    for patch in patches():
+        if disabled_reason is not None:
+            with _lock:
+                _results[patch.name] = PatchResult(Status.DISABLED, disabled_reason)
+            continue
+        current = _results.get(patch.name)
+        if current is not None and current.status is Status.APPLIED:
+            continue
+        if patch.module in sys.modules:
+            apply_patch(patch, sys.modules[patch.module])
+    return results()
+
+
+def apply_all() -> dict[str, PatchResult]:
+    """Import every target and apply (doctor and tests use this; SGLang itself
+    is patched lazily, as its modules load)."""
+    for patch in patches():
+        current = _results.get(patch.name)
+        if current is None or current.status is not Status.APPLIED:
+            apply_patch(patch)
+    return results()
+
+
+def revert_all() -> None:
+    """Undo every installed replacement (tests and virtual-GPU contexts)."""
+    with _lock:
+        for patch in patches():
+            module = sys.modules.get(patch.module)
+            if module is None:
+                continue
+            try:
+                owner, name, current = _resolve(module, patch.attr)
+            except AttributeError:
+                continue
+            marker = getattr(current, MARKER, None)
+            if marker is not None and marker[0] == patch.name:
+                original = marker[1]
+                setattr(owner, name, original)
+                if owner is module:
+                    _rebind(current, original)
+            _results[patch.name] = PatchResult(Status.PENDING, f"reverted; waiting for import of {patch.module}")
+
+
+def summary() -> str:
+    """One line: what was applied, what was not and why (for the INFO log)."""
+    res = results()
+    if not res:
+        return "no patches registered"
+    by_status: dict[str, list[str]] = {}
+    for name, r in res.items():
+        by_status.setdefault(r.status.value, []).append(name)
+    return "; ".join(f"{status}: {', '.join(sorted(names))}" for status, names in sorted(by_status.items()))

@@ -1,0 +1,37 @@
+"""Environment variables the plugin reads, in one place so `doctor` can list them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Set to 0/false/off/no to turn every patch off (both activation paths).
+OFF_SWITCH = "SGLANG_CONSUMER_GPU"
+#: Compute every decision for this GPU (a catalog name) instead of the live one.
+VIRTUAL_GPU = "SGLANG_CONSUMER_GPU_VIRTUAL"
+#: Directory of fused-MoE configs tuned on this machine (SGLang's JSON format).
+USER_MOE_CONFIG_DIR = "SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR"
+#: Where compile results of the shared-memory oracle are cached.
+CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
+
+_FALSE = {"0", "false", "off", "no", "disable", "disabled"}
+
+
+def plugin_enabled() -> bool:
+    return os.environ.get(OFF_SWITCH, "1").strip().lower() not in _FALSE
+
+
+def cache_root() -> Path:
+    """The plugin's cache directory (XDG cache dir unless overridden)."""
+    explicit = os.environ.get(CACHE_DIR)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sglang-consumer-gpu"
+
+
+def user_moe_config_dir() -> Path:
+    explicit = os.environ.get(USER_MOE_CONFIG_DIR)
+    if explicit:
+        return Path(explicit).expanduser()
+    return cache_root() / "moe_configs"
