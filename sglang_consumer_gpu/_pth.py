@@ -16,7 +16,7 @@ _FALSE = {"0", "false", "off", "no", "disable", "disabled"}
 class _SglangImportTrigger:
     """Meta-path finder that fires once, on the first import of ``sglang``."""
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname, path=None, target=None):
         if fullname != "sglang":
             return None
         _remove()
@@ -33,10 +33,13 @@ _trigger = _SglangImportTrigger()
 
 
 def _remove() -> None:
-    try:
-        sys.meta_path.remove(_trigger)
-    except ValueError:
-        pass
+    # A plain loop, not contextlib.suppress: nothing more is imported at interpreter start.
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not _trigger]
+
+
+def armed() -> bool:
+    """True while the trigger waits for the first ``import sglang``."""
+    return any(f is _trigger for f in sys.meta_path)
 
 
 def install() -> None:

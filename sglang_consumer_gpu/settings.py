@@ -11,6 +11,9 @@ OFF_SWITCH = "SGLANG_CONSUMER_GPU"
 VIRTUAL_GPU = "SGLANG_CONSUMER_GPU_VIRTUAL"
 #: Directory of fused-MoE configs tuned on this machine (SGLang's JSON format).
 USER_MOE_CONFIG_DIR = "SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR"
+#: Comma-separated extra patch modules (each defines PATCH or PATCHES), loaded
+#: after the built-in ones: for site-specific patches and for fault-injection tests.
+EXTRA_PATCH_MODULES = "SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES"
 #: Where compile results of the shared-memory oracle are cached.
 CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
 
@@ -19,6 +22,10 @@ _FALSE = {"0", "false", "off", "no", "disable", "disabled"}
 
 def plugin_enabled() -> bool:
     return os.environ.get(OFF_SWITCH, "1").strip().lower() not in _FALSE
+
+
+def extra_patch_modules() -> list[str]:
+    return [m.strip() for m in os.environ.get(EXTRA_PATCH_MODULES, "").split(",") if m.strip()]
 
 
 def cache_root() -> Path:

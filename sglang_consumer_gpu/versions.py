@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from importlib import metadata
 
-DISTRIBUTIONS = ("sglang", "sgl-kernel", "sglang-kernel", "triton", "torch", "sglang-consumer-gpu")
+# sgl-kernel is published as "sglang-kernel" since SGLang 0.5.2x; either provides `sgl_kernel`.
+DISTRIBUTIONS = {
+    "sglang": ("sglang",),
+    "sgl-kernel": ("sgl-kernel", "sglang-kernel"),
+    "triton": ("triton",),
+    "torch": ("torch",),
+    "sglang-consumer-gpu": ("sglang-consumer-gpu",),
+}
 
 
 def installed_version(dist: str) -> str | None:
@@ -15,4 +22,7 @@ def installed_version(dist: str) -> str | None:
 
 
 def report() -> dict[str, str | None]:
-    return {d: installed_version(d) for d in DISTRIBUTIONS}
+    out: dict[str, str | None] = {}
+    for label, dists in DISTRIBUTIONS.items():
+        out[label] = next((v for v in map(installed_version, dists) if v), None)
+    return out

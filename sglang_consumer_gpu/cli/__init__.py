@@ -13,9 +13,7 @@ import sys
 
 from sglang_consumer_gpu import __version__
 
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "sglang_consumer_gpu.cli.doctor",
-)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("sglang_consumer_gpu.cli.doctor",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,9 +100,7 @@ def find_gpu(name: str) -> GpuSpec:
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise ValueError(
-            f"GPU name {name!r} is ambiguous; it matches: " + ", ".join(g.name for g in hits)
-        )
+        raise ValueError(f"GPU name {name!r} is ambiguous; it matches: " + ", ".join(g.name for g in hits))
     raise ValueError(
         f"unknown GPU {name!r}. Use one of: {', '.join(known_gpu_names())}; or an arch such as sm_89."
     )

@@ -1,4 +1,4 @@
-"""The built-in patches, one module each. Adding a patch = adding its module here.
+"""The built-in patches (plus any named in SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES), one module each. Adding a patch = adding its module here.
 
 Each module defines ``PATCH`` (a :class:`~sglang_consumer_gpu.patches.base.Patch`)
 or ``PATCHES`` (a list of them) and imports nothing heavy at module level.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.patches.base import Patch
 
 logger = logging.getLogger("sglang_consumer_gpu")
@@ -18,7 +19,7 @@ BUILTIN_PATCH_MODULES: tuple[str, ...] = ()
 
 def builtin_patches() -> list[Patch]:
     out: list[Patch] = []
-    for name in BUILTIN_PATCH_MODULES:
+    for name in (*BUILTIN_PATCH_MODULES, *settings.extra_patch_modules()):
         try:
             mod = importlib.import_module(name)
         except Exception as exc:  # a broken patch module must not stop the others

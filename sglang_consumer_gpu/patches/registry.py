@@ -93,12 +93,36 @@ def _rebind(original: Any, replacement: Any) -> int:
 def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[..., Any]) -> Callable[..., Any]:
     """Call ``replacement`` only while the current GPU needs the patch."""
 
+    failed_once: list[bool] = []
+
     @functools.wraps(original)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        spec = current_spec()
-        if spec is None or not patch.needed_on(spec):
+        try:
+            spec = current_spec()
+            use = not failed_once and spec is not None and patch.needed_on(spec)
+        except Exception:
+            use = False
+        if not use:
             return original(*args, **kwargs)
-        return replacement(*args, **kwargs)
+        try:
+            return replacement(*args, **kwargs)
+        except Exception as exc:
+            # A patch that breaks at call time must not take SGLang down with it:
+            # record it, say so once, and run SGLang's own code from now on.
+            with _lock:
+                _results[patch.name] = PatchResult(
+                    Status.FAILED, f"at call time: {type(exc).__name__}: {exc}"
+                )
+            if not failed_once:
+                failed_once.append(True)
+                logger.warning(
+                    "sglang-consumer-gpu: patch %s raised %s: %s; falling back to SGLang's own %s",
+                    patch.name,
+                    type(exc).__name__,
+                    exc,
+                    patch.target,
+                )
+            return original(*args, **kwargs)
 
     setattr(guarded, MARKER, (patch.name, original))
     return guarded
@@ -158,6 +182,19 @@ def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     return PatchResult(Status.APPLIED, f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s)")
 
 
+def installed(patch: Patch) -> bool:
+    """Whether the patch's replacement is what the target attribute holds now."""
+    module = sys.modules.get(patch.module)
+    if module is None:
+        return False
+    try:
+        _, _, current = _resolve(module, patch.attr)
+    except AttributeError:
+        return False
+    marker = getattr(current, MARKER, None)
+    return marker is not None and marker[0] == patch.name
+
+
 def apply_loaded(disabled_reason: str | None = None) -> dict[str, PatchResult]:
     """Apply every registered patch whose target module is already imported."""
     for patch in patches():
@@ -200,7 +237,9 @@ def revert_all() -> None:
                 setattr(owner, name, original)
                 if owner is module:
                     _rebind(current, original)
-            _results[patch.name] = PatchResult(Status.PENDING, f"reverted; waiting for import of {patch.module}")
+            _results[patch.name] = PatchResult(
+                Status.PENDING, f"reverted; waiting for import of {patch.module}"
+            )
 
 
 def summary() -> str:

@@ -1,0 +1,43 @@
+"""Shared test helpers. Subprocess tests are how activation is tested: a .pth
+file and an import watcher only act at interpreter start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+RTX_4090 = "NVIDIA GeForce RTX 4090"
+
+
+def run_python(
+    code: str | tuple[str, ...], env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (a snippet, or a tuple of snippets run in order) in a fresh
+    interpreter of this environment (site-packages, .pth files and all)."""
+    parts = (code,) if isinstance(code, str) else code
+    source = "\n".join(textwrap.dedent(p).strip("\n") for p in parts)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SGLANG_CONSUMER_GPU")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", source],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def run_python_json(
+    code: str | tuple[str, ...], env: dict[str, str] | None = None, timeout: int = 300
+) -> Any:
+    """Like :func:`run_python`; the code prints one JSON document as its last stdout line."""
+    proc = run_python(code, env, timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,223 @@
+"""Activation in real interpreters against the real SGLang 0.5.23: the .pth
+import watcher, SGLang's load_plugins() entry point, spawn children, the off
+switch and fault injection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import RTX_4090, run_python, run_python_json
+
+TESTS = str(Path(__file__).parent)
+CFG = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
+FUSED = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe"
+PROBE_ENV = {
+    "SGLANG_CONSUMER_GPU_VIRTUAL": RTX_4090,
+    "SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES": "_probe_patches",
+    "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]),
+}
+
+REPORT = f"""
+    import json
+    from sglang_consumer_gpu import activation
+    from sglang_consumer_gpu.patches import registry
+    import {CFG} as cfg, {FUSED} as fused
+    marker = getattr(cfg.get_config_dtype_str, registry.MARKER, None)
+    print(json.dumps({{
+        "paths": activation.active_paths(),
+        "results": {{k: [v.status.value, v.detail] for k, v in registry.results().items()}},
+        "installed": {{p.name: registry.installed(p) for p in registry.patches()}},
+        "probe_in_cfg": marker is not None and marker[0] == "probe",
+        "fused_sees_same": fused.get_config_dtype_str is cfg.get_config_dtype_str,
+        "wrapped_once": marker is not None and not hasattr(marker[1], registry.MARKER),
+    }}))
+"""
+
+
+def test_import_watcher_patches_on_first_import() -> None:
+    out = run_python_json(
+        (
+            f"""
+        import sys
+        assert "sglang" not in sys.modules
+        import {FUSED}
+        """,
+            REPORT,
+        ),
+        env=PROBE_ENV,
+    )
+    assert out["paths"] == ["import-watcher"]
+    assert out["results"]["probe"][0] == "applied"
+    assert out["probe_in_cfg"] and out["fused_sees_same"] and out["wrapped_once"]
+
+
+def test_builtin_patches_apply_under_virtual_rtx_4090() -> None:
+    """Every built-in patch whose target module loads is applied for an RTX 4090."""
+    out = run_python_json(
+        """
+        import json, importlib
+        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.activation import activate
+        activate()
+        mods = sorted({p.module for p in registry.patches()})
+        for m in mods:
+            importlib.import_module(m)
+        print(json.dumps({p.name: [registry.results()[p.name].status.value, registry.installed(p)]
+                          for p in registry.patches()}))
+        """,
+        env={"SGLANG_CONSUMER_GPU_VIRTUAL": RTX_4090},
+    )
+    assert out, "no built-in patches registered"
+    for name, (status, installed) in out.items():
+        assert status in ("applied", "already fixed upstream"), (name, status)
+        assert installed == (status == "applied"), name
+
+
+def test_off_switch_patches_nothing() -> None:
+    out = run_python_json((f"import {FUSED}", REPORT), env={**PROBE_ENV, "SGLANG_CONSUMER_GPU": "0"})
+    assert out["paths"] == []
+    assert not any(out["installed"].values())
+    assert not out["probe_in_cfg"]
+
+
+def test_off_switch_also_stops_entry_point() -> None:
+    out = run_python_json(
+        (
+            f"""
+        from sglang.srt.plugins import load_plugins
+        load_plugins()
+        import {FUSED}
+        """,
+            REPORT,
+        ),
+        env={**PROBE_ENV, "SGLANG_CONSUMER_GPU": "0"},
+    )
+    assert not any(out["installed"].values())
+
+
+def test_load_plugins_runs_entry_point_and_both_paths_patch_once() -> None:
+    out = run_python_json(
+        (
+            f"""
+        import logging
+        logging.basicConfig(level=logging.INFO)
+        import {FUSED}
+        from sglang.srt.plugins import load_plugins
+        load_plugins()
+        load_plugins()
+        """,
+            REPORT,
+        ),
+        env=PROBE_ENV,
+    )
+    assert out["paths"] == ["import-watcher", "entry-point"]
+    assert out["results"]["probe"][0] == "applied"
+    assert out["probe_in_cfg"] and out["fused_sees_same"] and out["wrapped_once"]
+
+
+def test_entry_point_alone_rebinds_already_imported_references() -> None:
+    """SGLang versions or launchers where the .pth did not run: load_plugins()
+    must patch modules that were imported before it, including the copies made
+    by ``from module import name``."""
+    proc = run_python(
+        (
+            f"""
+        import sys, logging
+        logging.basicConfig(level=logging.INFO)
+        sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "_SglangImportTrigger"]
+        import {FUSED}
+        from sglang_consumer_gpu.patches import registry
+        assert not registry.results(), "nothing may be patched before load_plugins()"
+        from sglang.srt.plugins import load_plugins
+        load_plugins()
+        """,
+            REPORT,
+        ),
+        env=PROBE_ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["paths"] == ["entry-point"]
+    assert out["probe_in_cfg"] and out["fused_sees_same"]
+    # the per-process INFO summary line
+    assert "sglang-consumer-gpu active (entry-point) for NVIDIA GeForce RTX 4090" in proc.stderr
+
+
+def test_spawn_child_is_patched() -> None:
+    out = run_python_json(
+        """
+        import json, multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        import _spawn_probe
+        p = ctx.Process(target=_spawn_probe.probe, args=(q,))
+        p.start()
+        res = q.get(timeout=240)
+        p.join(60)
+        print(json.dumps(res))
+        """,
+        env=PROBE_ENV,
+    )
+    assert out["results"]["probe"] == "applied"
+    assert out["installed"]["probe"] is True
+
+
+def test_fault_injection_statuses_and_logs() -> None:
+    proc = run_python(
+        f"""
+        import json, logging
+        logging.basicConfig(level=logging.WARNING)
+        import {FUSED}
+        from sglang_consumer_gpu.patches import registry
+        lazy = {{k: v.status.value for k, v in registry.results().items()}}
+        registry.apply_all()
+        final = {{k: [v.status.value, v.detail] for k, v in registry.results().items()}}
+        print(json.dumps({{"lazy": lazy, "final": final}}))
+        """,
+        env=PROBE_ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lazy"]["missing_module"] == "waiting for import"
+    final = out["final"]
+    assert final["probe"][0] == "applied"
+    assert final["missing_attr"][0] == "target missing" and "no_such_function" in final["missing_attr"][1]
+    assert final["missing_module"][0] == "target missing"
+    assert final["raises"][0] == "failed" and "boom: injected failure" in final["raises"][1]
+    assert "patch raises failed and was skipped: RuntimeError: boom" in proc.stderr
+    assert "patch missing_attr skipped, target" in proc.stderr
+
+
+def test_call_time_failure_falls_back_to_sglang() -> None:
+    out = run_python_json(
+        f"""
+        import json
+        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patches.base import Patch
+        def build(original, module):
+            def broken(*a, **k):
+                raise ZeroDivisionError("bad decision")
+            return broken
+        registry.register(Patch(name="breaks_later", module="{CFG}", attr="get_config_dtype_str",
+                                why="test", build=build))
+        import {CFG} as cfg
+        import torch
+        name = cfg.get_config_dtype_str(torch.bfloat16, use_fp8_w8a8=True)
+        print(json.dumps({{"name": name, "status": registry.results()["breaks_later"].status.value}}))
+        """,
+        env={"SGLANG_CONSUMER_GPU_VIRTUAL": RTX_4090},
+    )
+    assert out["name"] == "fp8_w8a8"  # SGLang's own answer, after the patch raised
+    assert out["status"] == "failed"
+
+
+def test_no_gpu_means_unpatched() -> None:
+    out = run_python_json((f"import {FUSED}", REPORT), env={**PROBE_ENV, "SGLANG_CONSUMER_GPU_VIRTUAL": ""})
+    assert out["results"]["probe"][0] == "not needed on this GPU"
+    assert "no NVIDIA GPU" in out["results"]["probe"][1]
+    assert not out["probe_in_cfg"]
