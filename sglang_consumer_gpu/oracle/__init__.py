@@ -9,5 +9,6 @@ same fused-MoE tile, measured on Triton 3.8).
 """
 
 from sglang_consumer_gpu.oracle.core import Resources, compile_only, compile_resources
+from sglang_consumer_gpu.oracle.virtual import unpatched, virtual_gpu
 
-__all__ = ["Resources", "compile_only", "compile_resources"]
+__all__ = ["Resources", "compile_only", "compile_resources", "unpatched", "virtual_gpu"]
