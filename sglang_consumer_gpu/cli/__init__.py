@@ -13,7 +13,10 @@ import sys
 
 from sglang_consumer_gpu import __version__
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("sglang_consumer_gpu.cli.doctor",)
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "sglang_consumer_gpu.cli.doctor",
+    "sglang_consumer_gpu.cli.moe_config",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

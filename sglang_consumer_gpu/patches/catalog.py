@@ -14,7 +14,9 @@ from sglang_consumer_gpu.patches.base import Patch
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
-BUILTIN_PATCH_MODULES: tuple[str, ...] = ()
+BUILTIN_PATCH_MODULES: tuple[str, ...] = (
+    "sglang_consumer_gpu.patches.moe_config",
+)
 
 
 def builtin_patches() -> list[Patch]:

@@ -1,0 +1,711 @@
+"""Benchmark SGLang's own fused-MoE kernel: RTX-4090 default vs plugin heuristic vs sm_89-feasible best.
+
+Three steps, so that the device machine (H100, Triton 3.6, no SGLang) only times:
+
+1. ``plan`` (here, CPU, real SGLang 0.5.23 + Triton 3.8): for each shape/dtype,
+   the search space = SGLang's tuning space (``tuning_fused_moe_triton.py``:
+   BLOCK_M {16..256} x BLOCK_N {32..256} x BLOCK_K {64,128,256} x warps {4,8}
+   x stages {2..5} x GROUP_M {1,16,32,64}) restricted to configs the
+   compile-only oracle proves fit sm_89 (101376 B), pruned to keep it affordable:
+   GROUP_SIZE_M is 1 in the sweep and refined afterwards ({16,32,64} for the
+   three fastest configs of each point), 8 warps only for tiles of at least
+   64x128, 4 warps only up to 128x128, and per tile only the two deepest
+   pipelines (num_stages) that fit by the analytic bound. Per batch size also: SGLang's default
+   config as SGLang picks it on a virtual RTX 4090, and the plugin's heuristic.
+2. ``run`` (device): loads SGLang's ``fused_moe_triton_kernels.py`` from the
+   0.5.23 wheel via ``scripts/device/sglang_env.py`` and calls SGLang's own
+   ``invoke_fused_moe_kernel`` for both GEMMs of the layer (up: ``w1``,
+   ``[E, 2N, K]``; down: ``w2``, ``[E, K, N]`` with router weights), one
+   config for both, timed as a CUDA graph. It behaves as on sm_89: swap_ab and
+   PDL (sm_90-only paths SGLang enables on an H100) are turned off; fp8
+   activations are quantized once outside the timed region (SGLang's JIT
+   quantizer does not run there), which leaves the kernel launch untouched.
+   Correctness of default, heuristic and best configs against a float32 torch
+   reference. Writes ``moe_bench.json`` and ``moe_bench.png`` to ``--out``.
+3. ``report`` (anywhere): the ratio table (markdown) from the JSON.
+
+Commands::
+
+    python scripts/bench_moe.py plan --out results/moe_bench_plan.json
+    python scripts/bench_moe.py run --plan results/moe_bench_plan.json --out $OUT      # on the device
+    python scripts/bench_moe.py report results/moe_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = (
+    {"name": "Qwen3-30B-A3B", "E": 128, "N": 768, "K": 2048, "topk": 8},
+    {"name": "DeepSeek-V2-Lite", "E": 64, "N": 1408, "K": 2048, "topk": 6},
+    {"name": "Mixtral-8x7B-TP2", "E": 8, "N": 7168, "K": 4096, "topk": 2},
+)
+DTYPES = (None, "fp8_w8a8")
+GRID = (1, 4, 16, 64, 256, 1024, 4096)
+KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
+
+
+def cfg_key(cfg: dict[str, Any]) -> str:
+    """Stable short name: BMxBNxBK-gG-wW-sS (Triton defaults filled in)."""
+    c = {"num_warps": 4, "num_stages": 3, **cfg}
+    return "{BLOCK_SIZE_M}x{BLOCK_SIZE_N}x{BLOCK_SIZE_K}-g{GROUP_SIZE_M}-w{num_warps}-s{num_stages}".format(
+        **c
+    )
+
+
+# ----------------------------------------------------------------------------- plan (CPU)
+
+
+def search_space() -> list[dict[str, int]]:
+    out = []
+    for bm, bn, bk, w, s in itertools.product(
+        (16, 32, 64, 128, 256), (32, 64, 128, 256), (64, 128, 256), (4, 8), (2, 3, 4, 5)
+    ):
+        if (w == 8 and bm * bn < 64 * 128) or (w == 4 and bm * bn > 128 * 128):
+            continue
+        out.append(
+            {
+                "BLOCK_SIZE_M": bm,
+                "BLOCK_SIZE_N": bn,
+                "BLOCK_SIZE_K": bk,
+                "GROUP_SIZE_M": 1,
+                "num_warps": w,
+                "num_stages": s,
+            }
+        )
+    return out
+
+
+def sglang_default(spec: Any, M: int, case: dict[str, Any], dtype: str | None) -> dict[str, Any]:
+    """SGLang 0.5.23's ``get_default_config`` as it answers on ``spec`` (virtual GPU)."""
+    import sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config as cfgmod
+
+    from sglang_consumer_gpu.patches import registry
+
+    registry.revert_all()  # SGLang's own function, not the plugin's
+    original = getattr(cfgmod.get_default_config, registry.MARKER, (None, cfgmod.get_default_config))[1]
+    try:
+        from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+    except ImportError:  # before the oracle's virtual GPU existed: answer SGLang's one device query
+        virtual_gpu = None
+    cfgmod._get_cuda_shared_memory_per_block_optin.cache_clear()
+    if virtual_gpu is not None:
+        with virtual_gpu(spec):
+            cfgmod._get_cuda_shared_memory_per_block_optin.cache_clear()
+            cfg = original(M, case["E"], case["N"], case["K"], case["topk"], dtype, False, None)
+    else:
+        saved = cfgmod._get_cuda_shared_memory_per_block_optin
+        cfgmod._get_cuda_shared_memory_per_block_optin = lambda: spec.smem_per_block_optin
+        try:
+            cfg = original(M, case["E"], case["N"], case["K"], case["topk"], dtype, False, None)
+        finally:
+            cfgmod._get_cuda_shared_memory_per_block_optin = saved
+    cfgmod._get_cuda_shared_memory_per_block_optin.cache_clear()
+    return dict(cfg)
+
+
+def _publish_exec() -> None:
+    """``get_default_config`` reads SGLang's runtime context; publish a default one."""
+    try:
+        from sglang.srt import runtime_context
+
+        runtime_context.get_exec()
+    except Exception:
+        from sglang_consumer_gpu.oracle import virtual
+
+        publish = getattr(virtual, "publish_default_exec", None)
+        if publish is not None:
+            publish()
+
+
+def plan(out: Path, jobs: int) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.moe.heuristic import heuristic_config
+    from sglang_consumer_gpu.moe.shape import MoeShape
+    from sglang_consumer_gpu.moe.smem import estimate_shared
+    from sglang_consumer_gpu.versions import installed_version
+
+    spec = find_gpu("NVIDIA GeForce RTX 4090")
+    _publish_exec()
+    space = search_space()
+    doc: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "gpu": spec.to_dict(),
+        "triton_plan": installed_version("triton"),
+        "sglang": installed_version("sglang"),
+        "grid": list(GRID),
+        "space_rule": __doc__.split("1. ``plan``")[1].split("2. ``run``")[0].strip(),
+        "cases": [],
+    }
+    # Shared memory depends on the tile, dtype and pipeline, not on E/N/K/top_k (the
+    # GEMM sizes are runtime arguments), so each (dtype, config) is proven once, on
+    # the Qwen3-30B-A3B shape, for both GEMMs of the layer.
+    proven: dict[Any, list[dict[str, Any]]] = {}
+    for dtype in DTYPES:
+        shape = MoeShape(128, 768, 2048, 8, dtype)
+        cand = _two_deepest([c for c in space if estimate_shared(c, dtype) <= spec.smem_per_block_optin])
+        with ProcessPoolExecutor(jobs) as pool:
+            shared = list(pool.map(_oracle_worker, [(shape, c) for c in cand], chunksize=8))
+        proven[dtype] = [
+            {**c, "shared_sm89": sh, "estimate": estimate_shared(c, dtype)}
+            for c, sh in zip(cand, shared, strict=True)
+            if sh is not None and sh <= spec.smem_per_block_optin
+        ]
+        print(
+            f"{dtype or 'bf16'}: {len(proven[dtype])} of {len(cand)} candidates proven to fit sm_89",
+            flush=True,
+        )
+    for case in CASES:
+        for dtype in DTYPES:
+            shape = MoeShape(case["E"], case["N"], case["K"], case["topk"], dtype)
+            feasible = proven[dtype]
+            cand = feasible
+            points = []
+            for M in GRID:
+                d = sglang_default(spec, M, case, dtype)
+                h = heuristic_config(M, shape, spec)
+                points.append({"M": M, "default": d, "heuristic": h})
+            doc["cases"].append(
+                {**case, "dtype": dtype, "space": feasible, "candidates": len(cand), "points": points}
+            )
+            print(
+                f"{case['name']} {dtype or 'bf16'}: {len(feasible)} of {len(cand)} candidates fit sm_89",
+                flush=True,
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    print(f"wrote {out}")
+
+
+def _two_deepest(cands: list[dict[str, int]]) -> list[dict[str, int]]:
+    """Per (BM, BN, BK, warps), the two largest num_stages among ``cands``."""
+    by_tile: dict[tuple[int, ...], list[dict[str, int]]] = {}
+    for c in cands:
+        by_tile.setdefault(tuple(c[k] for k in (*KEYS[:3], "num_warps")), []).append(c)
+    out = []
+    for group in by_tile.values():
+        out.extend(sorted(group, key=lambda c: -c["num_stages"])[:2])
+    return out
+
+
+def _oracle_worker(item: tuple[Any, dict[str, int]]) -> int | None:
+    from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
+
+    shape, cfg = item
+    try:
+        # M=64: shared memory does not depend on M; both GEMMs are compiled.
+        return oracle_shared(find_gpu("NVIDIA GeForce RTX 4090"), shape, 64, cfg)
+    except Exception as exc:
+        print(f"oracle failed for {cfg}: {exc}", file=sys.stderr)
+        return None
+
+
+# ----------------------------------------------------------------------------- run (device)
+
+
+class Bench:
+    """Everything that touches the GPU; SGLang's kernel module is ``self.fmk``."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(REPO / "scripts" / "device"))
+        import sglang.kernels.ops.moe.fused_moe_triton_kernels as fmk
+        import sglang_env  # noqa: F401  (sets up SGLang's real kernel files)
+        import torch
+
+        self.torch = torch
+        self.fmk = fmk
+        # Behave as on sm_89: these two sm_90-only paths are off on an RTX 4090.
+        fmk.should_enable_swap_ab = lambda *a, **k: False
+        fmk.is_arch_support_pdl = lambda *a, **k: False
+
+        def prequantized(A: Any, A_scale: Any = None, **_: Any) -> Any:
+            assert A.dtype == torch.float8_e4m3fn and A_scale is not None, "bench quantizes A up front"
+            return A, A_scale
+
+        fmk.scaled_fp8_quant = prequantized
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+    # -- data
+    def make_case(self, case: dict[str, Any], dtype: str | None, seed: int = 0) -> dict[str, Any]:
+        t = self.torch
+        g = t.Generator(device="cuda").manual_seed(seed)
+        E, N, K = case["E"], case["N"], case["K"]
+        w1 = t.randn(E, 2 * N, K, device="cuda", dtype=t.bfloat16, generator=g) / math.sqrt(K)
+        w2 = t.randn(E, K, N, device="cuda", dtype=t.bfloat16, generator=g) / math.sqrt(N)
+        d: dict[str, Any] = {"case": case, "dtype": dtype}
+        if dtype == "fp8_w8a8":
+            for name, w in (("w1", w1), ("w2", w2)):
+                scale = w.abs().amax(dim=(1, 2)).float() / 448.0
+                d[name] = (w / scale[:, None, None]).to(t.float8_e4m3fn)
+                d[name + "_scale"] = scale
+            del w1, w2
+        else:
+            d["w1"], d["w2"] = w1, w2
+            d["w1_scale"] = d["w2_scale"] = None
+        return d
+
+    def make_inputs(self, d: dict[str, Any], M: int, seed: int) -> dict[str, Any]:
+        t = self.torch
+        case = d["case"]
+        g = t.Generator(device="cuda").manual_seed(seed)
+        x = t.randn(M, case["K"], device="cuda", dtype=t.bfloat16, generator=g)
+        logits = t.randn(M, case["E"], device="cuda", generator=g)
+        weights, ids = t.topk(t.softmax(logits, dim=-1), case["topk"], dim=-1)
+        inter = t.randn(M * case["topk"], case["N"], device="cuda", dtype=t.bfloat16, generator=g)
+        inp = {"M": M, "topk_ids": ids.to(t.int32), "topk_weights": weights.float().contiguous()}
+        if d["dtype"] == "fp8_w8a8":
+            for name, a in (("x", x), ("inter", inter)):
+                s = (a.abs().amax().float() / 448.0).reshape(1)
+                inp[name] = (a / s).to(t.float8_e4m3fn)
+                inp[name + "_scale"] = s
+        else:
+            inp["x"], inp["inter"] = x, inter
+            inp["x_scale"] = inp["inter_scale"] = None
+        inp["c1"] = t.empty(M, case["topk"], 2 * case["N"], device="cuda", dtype=t.bfloat16)
+        inp["c2"] = t.empty(M, case["topk"], case["K"], device="cuda", dtype=t.bfloat16)
+        return inp
+
+    def align(self, topk_ids: Any, bm: int, E: int) -> tuple[Any, Any, Any]:
+        """Same layout as SGLang's ``moe_align_block_size`` (buffer sizes included)."""
+        t = self.torch
+        flat = topk_ids.flatten().long()
+        numel = flat.numel()
+        padded_max = numel * bm if numel < E + 1 else numel + (E + 1) * (bm - 1)
+        padded_max = (padded_max + 3) // 4 * 4
+        counts = t.bincount(flat, minlength=E)
+        padded = (counts + bm - 1) // bm * bm
+        starts = t.cumsum(padded, 0) - padded
+        order = t.argsort(flat, stable=True)
+        sorted_e = flat[order]
+        rank = t.arange(numel, device=flat.device) - (t.cumsum(counts, 0) - counts)[sorted_e]
+        sorted_ids = t.full((padded_max,), numel, dtype=t.int32, device=flat.device)
+        sorted_ids[starts[sorted_e] + rank] = order.to(t.int32)
+        nblocks = -(-padded_max // bm)
+        expert_ids = t.zeros(nblocks, dtype=t.int32, device=flat.device)
+        block_e = t.repeat_interleave(t.arange(E, device=flat.device), padded // bm)
+        expert_ids[: block_e.numel()] = block_e.to(t.int32)
+        total = t.tensor([int(padded.sum())], dtype=t.int32, device=flat.device)
+        return sorted_ids, expert_ids, total
+
+    # -- the two GEMMs, exactly as fused_experts_impl calls them
+    def runner(self, d: dict[str, Any], inp: dict[str, Any], cfg: dict[str, Any]) -> Any:
+        t, fmk = self.torch, self.fmk
+        cfg = {k: v for k, v in cfg.items() if k in KEYS}
+        fp8 = d["dtype"] == "fp8_w8a8"
+        bm = cfg["BLOCK_SIZE_M"]
+        cache = inp.setdefault("_align", {})
+        if bm not in cache:
+            cache[bm] = self.align(inp["topk_ids"], bm, d["case"]["E"])
+        sorted_ids, expert_ids, total = cache[bm]
+        topk = d["case"]["topk"]
+
+        def go() -> None:
+            for A, A_s, B, B_s, C, mul, k in (
+                (inp["x"], inp["x_scale"], d["w1"], d["w1_scale"], inp["c1"], False, topk),
+                (inp["inter"], inp["inter_scale"], d["w2"], d["w2_scale"], inp["c2"], True, 1),
+            ):
+                fmk.invoke_fused_moe_kernel(
+                    A, B, None, C, A_s, B_s, None, inp["topk_weights"], inp["topk_ids"],
+                    sorted_ids, expert_ids, total, mul, k, cfg,
+                    compute_type=fmk.tl.bfloat16, use_fp8_w8a8=fp8, use_int8_w8a8=False,
+                    use_int8_w8a16=False, use_int4_w4a16=False, per_channel_quant=False, block_shape=None,
+                )  # fmt: skip
+
+        del t
+        return go
+
+    def time_cfg(self, go: Any, target_ms: float = 2.0, skip_above_us: float | None = None) -> float:
+        """Microseconds per call of ``go`` (both GEMMs), median of graph replays.
+
+        An eager call (launch gaps included) is an upper bound on the graph time:
+        when it is already above ``skip_above_us`` the config cannot win, and the
+        eager time is returned without graph timing (marked negative)."""
+        t = self.torch
+        go()
+        t.cuda.synchronize()
+        s, e = t.cuda.Event(enable_timing=True), t.cuda.Event(enable_timing=True)
+        s.record()
+        go()
+        e.record()
+        e.synchronize()
+        est = max(s.elapsed_time(e), 1e-3)
+        if skip_above_us is not None and est * 1000 > skip_above_us:
+            return -est * 1000
+        reps = int(min(max(target_ms / est, 1), 25))
+        graph = t.cuda.CUDAGraph()
+        with t.cuda.graph(graph):
+            for _ in range(reps):
+                go()
+        graph.replay()
+        t.cuda.synchronize()
+        times = []
+        for _ in range(3):
+            s.record()
+            graph.replay()
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e) * 1000 / reps)
+        del graph
+        return statistics.median(times)
+
+    def check(self, d: dict[str, Any], inp: dict[str, Any], go: Any) -> float:
+        """Max relative error (Frobenius) of both GEMM outputs vs a float32 torch reference."""
+        t = self.torch
+        inp["c1"].fill_(float("nan"))
+        inp["c2"].fill_(float("nan"))
+        go()
+        t.cuda.synchronize()
+        fp8 = d["dtype"] == "fp8_w8a8"
+
+        def deq(a: Any, s: Any) -> Any:
+            return a.float() * s if fp8 else a.float()
+
+        x = deq(inp["x"], inp["x_scale"])
+        inter = deq(inp["inter"], inp["inter_scale"])
+        ids = inp["topk_ids"].long()
+        M, topk = ids.shape
+        ref1 = t.empty(M, topk, d["w1"].shape[1], device="cuda")
+        ref2 = t.empty(M, topk, d["w2"].shape[1], device="cuda")
+        for e in ids.unique().tolist():
+            m, j = (ids == e).nonzero(as_tuple=True)
+            w1 = deq(d["w1"][e], d["w1_scale"][e] if fp8 else None)
+            w2 = deq(d["w2"][e], d["w2_scale"][e] if fp8 else None)
+            ref1[m, j] = x[m] @ w1.T
+            ref2[m, j] = (inter[m * topk + j] @ w2.T) * inp["topk_weights"][m, j, None]
+        errs = []
+        for out, ref in ((inp["c1"], ref1), (inp["c2"], ref2)):
+            o = out.float()
+            if not bool(t.isfinite(o).all()):
+                return float("inf")
+            errs.append(float((o - ref).norm() / ref.norm()))
+        return max(errs)
+
+
+def _warm_worker(args: tuple[str, list[tuple[int, int, dict[str, Any]]]]) -> int:
+    """Compile (by running once) a share of the configs, filling Triton's disk cache."""
+    plan_path, jobs = args
+    b = Bench()
+    doc = json.loads(Path(plan_path).read_text())
+    done = 0
+    cache: dict[int, Any] = {}
+    for ci, M, cfg in jobs:
+        c = doc["cases"][ci]
+        if ci not in cache:
+            cache.clear()
+            cache[ci] = b.make_case(c, c["dtype"])
+        d = cache[ci]
+        inp = b.make_inputs(d, M, seed=1)
+        try:
+            b.runner(d, inp, cfg)()
+            done += 1
+        except Exception as exc:
+            print(f"warm failed {c['name']} {cfg}: {type(exc).__name__}: {exc}"[:300], flush=True)
+    b.torch.cuda.synchronize()
+    return done
+
+
+def _parallel_warm(plan_path: Path, jobs: list[tuple[int, int, dict[str, Any]]], workers: int) -> None:
+    import multiprocessing as mp
+
+    if not jobs:
+        return
+    jobs = sorted(jobs, key=lambda j: (j[0], cfg_key(j[2]), j[1]))
+    chunks = [jobs[i::workers] for i in range(workers)]
+    chunks = [sorted(c, key=lambda j: j[0]) for c in chunks if c]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(len(chunks)) as pool:
+        pool.map(_warm_worker, [(str(plan_path), c) for c in chunks])
+
+
+def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | None) -> None:
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(plan_path.read_text())
+    b = Bench()
+    import torch
+    import triton
+
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "triton_device": triton.__version__,
+        "torch_device": torch.__version__,
+        "plan": {k: doc[k] for k in ("created", "triton_plan", "sglang", "grid", "space_rule")},
+        "cases": [],
+    }
+    case_ids = [i for i, c in enumerate(doc["cases"]) if not only or only in c["name"]]
+    # 1. compile everything in parallel (Triton's disk cache), then time serially.
+    jobs = []
+    for ci in case_ids:
+        c = doc["cases"][ci]
+        for p in c["points"]:
+            for cfg in [p["default"], p["heuristic"], *c["space"]]:
+                jobs.append((ci, p["M"], {k: v for k, v in cfg.items() if k in KEYS}))
+    seen = set()
+    uniq = []
+    for j in jobs:
+        k = (j[0], j[1], cfg_key(j[2]))
+        if k not in seen:
+            seen.add(k)
+            uniq.append(j)
+    _parallel_warm(plan_path, uniq, workers)
+    print(f"warm-up: {len(uniq)} launches compiled in {time.time() - t0:.0f} s", flush=True)
+    refine: list[tuple[int, int, dict[str, Any]]] = []
+    pending: list[dict[str, Any]] = []
+    for ci in case_ids:
+        c = doc["cases"][ci]
+        d = b.make_case(c, c["dtype"])
+        cres = {k: c[k] for k in ("name", "E", "N", "K", "topk", "dtype")}
+        cres["space_size"] = len(c["space"])
+        cres["points"] = []
+        for p in c["points"]:
+            if time.time() - t0 > budget_s:
+                print("time budget reached; stopping", flush=True)
+                break
+            M = p["M"]
+            inp = b.make_inputs(d, M, seed=M)
+            timings: dict[str, float] = {}
+            skipped: dict[str, float] = {}
+            best_us = math.inf
+            for cfg in c["space"]:
+                cfg = {k: v for k, v in cfg.items() if k in KEYS}
+                try:
+                    us = b.time_cfg(b.runner(d, inp, cfg), skip_above_us=2.0 * best_us)
+                except Exception as exc:
+                    print(f"{c['name']} M={M} {cfg_key(cfg)} failed: {exc}"[:300], flush=True)
+                    continue
+                if us < 0:
+                    skipped[cfg_key(cfg)] = -us
+                else:
+                    timings[cfg_key(cfg)] = us
+                    best_us = min(best_us, us)
+            named = {}
+            for name in ("default", "heuristic"):
+                cfg = p[name]
+                go = b.runner(d, inp, cfg)
+                named[name] = {"config": cfg, "us": b.time_cfg(go), "rel_err": b.check(d, inp, go)}
+            top = sorted(timings, key=timings.get)[:3]
+            pr = {"M": M, "space_us": timings, "skipped_eager_us": skipped, "top3": top, **named}
+            cres["points"].append(pr)
+            for k in top:
+                base = next(x for x in c["space"] if cfg_key({kk: x[kk] for kk in KEYS}) == k)
+                for g in (16, 32, 64):
+                    refine.append((ci, M, {**{kk: base[kk] for kk in KEYS}, "GROUP_SIZE_M": g}))
+            print(
+                f"{c['name']:>17} {c['dtype'] or 'bf16':>8} M={M:>5}: best {timings[top[0]]:.1f} us "
+                f"heur {named['heuristic']['us']:.1f} default {named['default']['us']:.1f} "
+                f"({time.time() - t0:.0f} s)",
+                flush=True,
+            )
+            del inp
+        pending.append({"ci": ci, "res": cres})
+        results["cases"].append(cres)
+        del d
+        torch.cuda.empty_cache()
+        _dump(results, out)
+    # 2. GROUP_SIZE_M refinement of the three fastest configs per point.
+    if time.time() - t0 < budget_s:
+        _parallel_warm(plan_path, refine, workers)
+        for item in pending:
+            ci, cres = item["ci"], item["res"]
+            c = doc["cases"][ci]
+            d = b.make_case(c, c["dtype"])
+            for pr in cres["points"]:
+                if time.time() - t0 > budget_s:
+                    break
+                inp = b.make_inputs(d, pr["M"], seed=pr["M"])
+                for rci, rM, cfg in refine:
+                    if rci == ci and rM == pr["M"]:
+                        pr["space_us"][cfg_key(cfg)] = b.time_cfg(b.runner(d, inp, cfg))
+                best = min(pr["space_us"], key=pr["space_us"].get)
+                cfg = _parse_key(best)
+                go = b.runner(d, inp, cfg)
+                pr["best"] = {"config": cfg, "us": pr["space_us"][best], "rel_err": b.check(d, inp, go)}
+            del d
+            torch.cuda.empty_cache()
+    for cres in results["cases"]:
+        for pr in cres["points"]:
+            if "best" not in pr and pr["space_us"]:
+                best = min(pr["space_us"], key=pr["space_us"].get)
+                pr["best"] = {"config": _parse_key(best), "us": pr["space_us"][best], "rel_err": None}
+    results["oracle_triton_device"] = _oracle_check_device(results)
+    results["wall_s"] = time.time() - t0
+    _dump(results, out)
+    print(report_table(results))
+    try:
+        plot(results, out / "moe_bench.png")
+    except Exception as exc:
+        print(f"plot failed: {exc}")
+
+
+def _oracle_check_device(results: dict[str, Any]) -> dict[str, Any]:
+    """The winners, heuristic and default configs, compiled for sm_89 under THIS Triton (3.6)."""
+    out: dict[str, Any] = {}
+    try:
+        sys.path.insert(0, str(REPO))
+        from sglang_consumer_gpu.hardware import find_gpu
+        from sglang_consumer_gpu.moe.oracle_bridge import _direct
+        from sglang_consumer_gpu.moe.shape import MoeShape
+
+        spec = find_gpu("NVIDIA GeForce RTX 4090")
+        for cres in results["cases"]:
+            shape = MoeShape(cres["E"], cres["N"], cres["K"], cres["topk"], cres["dtype"])
+            for pr in cres["points"]:
+                for name in ("default", "heuristic", "best"):
+                    cfg = pr.get(name, {}).get("config")
+                    if not cfg:
+                        continue
+                    key = f"{cres['name']}|{cres['dtype']}|{cfg_key(cfg)}"
+                    if key in out:
+                        continue
+                    sh = max(_direct(spec, shape, 64, cfg, down) for down in (False, True))
+                    out[key] = {"shared_sm89": sh, "fits": sh <= spec.smem_per_block_optin}
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _parse_key(k: str) -> dict[str, int]:
+    tile, g, w, s = k.split("-")
+    bm, bn, bk = (int(x) for x in tile.split("x"))
+    return {
+        "BLOCK_SIZE_M": bm,
+        "BLOCK_SIZE_N": bn,
+        "BLOCK_SIZE_K": bk,
+        "GROUP_SIZE_M": int(g[1:]),
+        "num_warps": int(w[1:]),
+        "num_stages": int(s[1:]),
+    }
+
+
+def _dump(results: dict[str, Any], out: Path) -> None:
+    (out / "moe_bench.json").write_text(json.dumps(results, indent=1))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for c in results["cases"]:
+        pts = [p for p in c["points"] if p.get("best")]
+        hb = [p["best"]["us"] / p["heuristic"]["us"] for p in pts]
+        hd = [p["default"]["us"] / p["heuristic"]["us"] for p in pts]
+        db = [p["best"]["us"] / p["default"]["us"] for p in pts]
+        rows.append(
+            {
+                "case": c["name"],
+                "dtype": c["dtype"] or "bf16",
+                "space": c["space_size"],
+                "M": [p["M"] for p in pts],
+                "heur_vs_best": hb,
+                "heur_vs_default": hd,
+                "default_vs_best": db,
+                "geo_heur_vs_best": _geomean(hb),
+                "min_heur_vs_best": min(hb) if hb else float("nan"),
+                "geo_heur_vs_default": _geomean(hd),
+                "geo_best_vs_default": _geomean([1 / x for x in db]),
+                "max_rel_err": max(
+                    (
+                        p[n]["rel_err"]
+                        for p in pts
+                        for n in ("default", "heuristic", "best")
+                        if p[n].get("rel_err") is not None
+                    ),
+                    default=None,
+                ),
+            }
+        )
+    return rows
+
+
+def report_table(results: dict[str, Any]) -> str:
+    lines = [
+        f"device: {results.get('device')} (Triton {results.get('triton_device')}); "
+        f"timings are ratios of SGLang's fused_moe_kernel (both GEMMs) measured in one run",
+        "",
+        "| shape | dtype | configs | heuristic / feasible best (geomean, min) | heuristic vs SGLang RTX-4090 default (geomean) | best vs default | max rel err |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in summarize(results):
+        lines.append(
+            f"| {r['case']} | {r['dtype']} | {r['space']} | {r['geo_heur_vs_best']:.3f} ({r['min_heur_vs_best']:.3f}) "
+            f"| x{r['geo_heur_vs_default']:.3f} | x{r['geo_best_vs_default']:.3f} | {r['max_rel_err']:.1e} |"
+        )
+    lines.append("")
+    lines.append("per point, heuristic speed / best speed (M: ratio):")
+    for r in summarize(results):
+        pts = ", ".join(f"{m}: {x:.2f}" for m, x in zip(r["M"], r["heur_vs_best"], strict=True))
+        dpts = ", ".join(f"{m}: {x:.2f}" for m, x in zip(r["M"], r["heur_vs_default"], strict=True))
+        lines.append(f"- {r['case']} {r['dtype']}: vs best {pts}; vs default {dpts}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarize(results)
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.6), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], rows, strict=True):
+        ax.plot(r["M"], r["heur_vs_best"], "o-", label="plugin heuristic")
+        ax.plot(r["M"], r["default_vs_best"], "s--", label="SGLang default (RTX 4090)")
+        ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{r['case']} {r['dtype']}", fontsize=9)
+        ax.set_xlabel("batch size M")
+        ax.set_ylim(0, 1.05)
+    axes[0][0].set_ylabel("speed / sm_89-feasible best")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"SGLang fused MoE, sm_89-feasible configs timed on {results.get('device')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plan")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "moe_bench_plan.json")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    r = sub.add_parser("run")
+    r.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
+    r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
+    r.add_argument("--workers", type=int, default=15)
+    r.add_argument("--budget-s", type=float, default=500)
+    r.add_argument("--only", help="run only cases whose name contains this")
+    rep = sub.add_parser("report")
+    rep.add_argument("results", type=Path)
+    rep.add_argument("--plot", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "plan":
+        plan(a.out, a.jobs)
+    elif a.cmd == "run":
+        run(a.plan, a.out, a.workers, a.budget_s, a.only)
+    else:
+        res = json.loads(a.results.read_text())
+        print(report_table(res))
+        if a.plot:
+            plot(res, a.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``sglang-consumer-gpu moe-config``: which fused-MoE config each batch size gets.
+
+For every batch size of the standard grid (1 .. 4096): the config the patched
+lookup returns on the given GPU, where it came from (user / bundled / sglang
+file, or heuristic) and the shared memory the compile-only oracle measures
+for it on that GPU's architecture (``--no-oracle``: the analytic bound only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sglang_consumer_gpu.hardware import current_spec, find_gpu
+from sglang_consumer_gpu.moe.lookup import choose
+from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape, dtype_label, parse_dtype
+from sglang_consumer_gpu.moe.smem import estimate_shared
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "moe-config",
+        help="show the fused-MoE config used per batch size, its source and its shared memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--E", type=int, help="number of experts")
+    p.add_argument("--N", type=int, help="intermediate size per expert after TP (SGLang's N)")
+    p.add_argument("--K", type=int, help="hidden size")
+    p.add_argument("--topk", type=int, help="experts per token")
+    p.add_argument("--dtype", default="bf16", help="bf16, fp16, fp8_w8a8, int8_w8a8 (default bf16)")
+    p.add_argument("--block-shape", help="block quantization as BN,BK, e.g. 128,128")
+    p.add_argument("--per-channel", action="store_true", help="per-channel quantized weights")
+    p.add_argument("--model", help="local model directory or config.json to derive E/N/K/topk/dtype from")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (with --model)")
+    p.add_argument("--gpu", help="GPU name (default: the live GPU or SGLANG_CONSUMER_GPU_VIRTUAL)")
+    p.add_argument("--no-oracle", action="store_true", help="skip compiling; show the analytic bound only")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def _shape(args: argparse.Namespace) -> MoeShape:
+    if args.model:
+        from sglang_consumer_gpu.moe.model_config import shape_from_model
+
+        return shape_from_model(args.model, args.tp)
+    missing = [f"--{n}" for n in ("E", "N", "K", "topk") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"give --model PATH or all of --E --N --K --topk (missing {' '.join(missing)})")
+    block = None
+    if args.block_shape:
+        try:
+            bn, bk = (int(x) for x in args.block_shape.replace("[", "").replace("]", "").split(","))
+        except ValueError:
+            raise ValueError(
+                f"--block-shape {args.block_shape!r}: expected two integers like 128,128"
+            ) from None
+        block = (bn, bk)
+    return MoeShape(args.E, args.N, args.K, args.topk, parse_dtype(args.dtype), block, args.per_channel)
+
+
+def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple[int | None, str]:
+    try:
+        from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
+
+        return oracle_shared(spec, shape, M, config), "oracle"
+    except Exception as exc:
+        return None, f"oracle unavailable: {type(exc).__name__}: {exc}"
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = find_gpu(args.gpu) if args.gpu else current_spec()
+    if spec is None:
+        raise ValueError("no GPU visible: pass --gpu NAME (e.g. --gpu 'NVIDIA GeForce RTX 4090')")
+    shape = _shape(args)
+    rows = []
+    worst_fail = False
+    for M in STANDARD_BATCH_GRID:
+        c = choose(M, shape, spec)
+        cfg = c.config
+        est = estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability) if cfg else None
+        shared, how = (None, "skipped") if args.no_oracle or not cfg else _oracle(spec, shape, M, cfg)
+        fits = None if shared is None else shared <= spec.smem_per_block_optin
+        worst_fail |= fits is False
+        rows.append(
+            {
+                "M": M,
+                "config": cfg,
+                "source": c.source,
+                "path": c.path,
+                "file_batch": c.file_batch,
+                "shared_estimate": est,
+                "shared_oracle": shared,
+                "oracle": how,
+                "limit": spec.smem_per_block_optin,
+                "fits": fits,
+            }
+        )
+    if args.json:
+        print(json.dumps({"gpu": spec.to_dict(), "shape": shape.label, "rows": rows}, indent=1))
+    else:
+        print(f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B shared/block), {shape.label}")
+        print(
+            f"{'M':>5}  {'BM':>3} {'BN':>3} {'BK':>3} {'G':>2} {'w':>1} {'s':>1}  {'shared':>7}  {'fits':>4}  source"
+        )
+        for r in rows:
+            cfg = r["config"]
+            cols = [cfg.get(k, "-") for k in ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M")]
+            w, s = cfg.get("num_warps", "-"), cfg.get("num_stages", "-")
+            shared = r["shared_oracle"] if r["shared_oracle"] is not None else f"~{r['shared_estimate']}"
+            fits = {True: "yes", False: "NO", None: "?"}[r["fits"]]
+            src = r["source"] + (f" {r['path']}" if r["path"] else "")
+            print(
+                f"{r['M']:>5}  {cols[0]:>3} {cols[1]:>3} {cols[2]:>3} {cols[3]:>2} {w:>1} {s:>1}  "
+                f"{shared!s:>7}  {fits:>4}  {src}"
+            )
+        if rows and rows[0]["oracle"] not in ("oracle", "skipped"):
+            print(f"(shared memory is the analytic bound: {rows[0]['oracle']})")
+        print(f"dtype {dtype_label(shape.dtype)}; shared in bytes for one block on {spec.arch_name}")
+    return 1 if worst_fail else 0

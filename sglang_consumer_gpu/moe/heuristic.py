@@ -1,0 +1,149 @@
+"""A fused-MoE config from first principles when no tuned file exists.
+
+SGLang's fallback (``get_default_config``) is one tile per dtype, chosen for
+data-center GPUs: 64x64x32 for bf16 at every batch size past E tokens,
+16x32x64 below. This module picks a tile per (batch-size bucket, shape, GPU):
+
+* Decode-sized batches are memory-bound: every active expert's weights are
+  streamed once, so the tile is the smallest legal BLOCK_SIZE_M (16), a long
+  BLOCK_SIZE_K so each load is a large contiguous run, and a BLOCK_SIZE_N
+  small enough to give every SM at least a couple of blocks (the kernel has no
+  split-K, N is the only axis that adds parallelism at tiny M).
+* Prefill-sized batches are compute-bound: the largest tiles and the deepest
+  pipeline that fit, 8 warps once a tile reaches 128x128.
+* In between, BLOCK_SIZE_M follows the expected tokens per active expert.
+
+It respects the shared-memory budget by construction: every candidate is
+sized with :func:`sglang_consumer_gpu.moe.smem.estimate_shared`, an upper
+bound the compile-only oracle confirms, and stages (then BLOCK_SIZE_K, then
+BLOCK_SIZE_N) are reduced until it fits. Block-quantized weights read one
+scale per K tile, so BLOCK_SIZE_K must divide the quant block's K.
+
+Pure function of its arguments; cached per (batch bucket, shape, GPU).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.moe.shape import MoeShape
+from sglang_consumer_gpu.moe.smem import estimate_shared
+
+_MAX_STAGES = 5
+
+
+def batch_bucket(M: int) -> int:
+    """The power of two at or above M (capped at 8192): configs are cached per bucket."""
+    if M <= 1:
+        return 1
+    return min(1 << (M - 1).bit_length(), 8192)
+
+
+def expected_active_experts(tokens: int, E: int) -> float:
+    """Expected number of distinct experts hit by ``tokens`` uniform routings."""
+    return E * (1.0 - (1.0 - 1.0 / E) ** tokens)
+
+
+def _pow2_at_least(x: float, lo: int, hi: int) -> int:
+    v = lo
+    while v < x and v < hi:
+        v *= 2
+    return v
+
+
+def _fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stages: int) -> dict[str, int] | None:
+    """Deepest pipeline (<= max_stages, >= 2) that fits; None if even 2 stages do not."""
+    for stages in range(max_stages, 1, -1):
+        cfg = {**cfg, "num_stages": stages}
+        if estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability) <= spec.smem_per_block_optin:
+            return cfg
+    return None
+
+
+def _shrink_to_fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stages: int) -> dict[str, int]:
+    """Reduce stages, then BLOCK_SIZE_K, then BLOCK_SIZE_N, then BLOCK_SIZE_M until it fits."""
+    while True:
+        fitted = _fit(cfg, shape, spec, max_stages)
+        if fitted is not None:
+            return fitted
+        if cfg["BLOCK_SIZE_K"] > 32:
+            cfg = {**cfg, "BLOCK_SIZE_K": cfg["BLOCK_SIZE_K"] // 2}
+        elif cfg["BLOCK_SIZE_N"] > 32:
+            cfg = {**cfg, "BLOCK_SIZE_N": cfg["BLOCK_SIZE_N"] // 2}
+        elif cfg["BLOCK_SIZE_M"] > 16:
+            cfg = {**cfg, "BLOCK_SIZE_M": cfg["BLOCK_SIZE_M"] // 2}
+        else:  # 16x32x32, 2 stages: a few KB, fits any CUDA GPU
+            return {**cfg, "num_stages": 2}
+
+
+def _blocks(M: int, shape: MoeShape, bm: int, n_out: int, bn: int) -> float:
+    routed = M * shape.topk
+    active = expected_active_experts(routed, shape.E)
+    per_expert = routed / active
+    return active * math.ceil(per_expert / bm) * math.ceil(n_out / bn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, int], ...]:
+    M = bucket
+    wide = shape.dtype in (None, "float32", "int8_w8a16", "int4_w4a16")  # 2-byte A operand
+    routed = M * shape.topk
+    per_expert = routed / expected_active_experts(routed, shape.E)
+    sms = max(spec.sm_count, 1)
+
+    if per_expert <= 16:
+        # Memory-bound: stream each active expert's weights once.
+        bm = 16
+        bk = 128 if wide else 256
+        bn = 64
+        warps = 4
+        max_stages = _MAX_STAGES
+        group = 1
+    elif per_expert < 96:
+        bm = _pow2_at_least(per_expert, 16, 64)
+        bk = 64 if wide else 128
+        bn = 64 if bm <= 32 else 128
+        warps = 4
+        max_stages = 4
+        group = 1
+    else:
+        # Compute-bound: big tiles, deep pipeline.
+        bm = 128
+        bk = 64 if wide else 128
+        bn = 128
+        warps = 8
+        max_stages = 4
+        group = 16
+
+    if shape.block_shape is not None and all(shape.block_shape):
+        qk = shape.block_shape[1]
+        while bk > 16 and qk % bk:
+            bk //= 2
+        bk = min(bk, qk)
+
+    # Enough blocks for every SM on both GEMMs (w1: 2N outputs, w2: K outputs).
+    n_min = min(2 * shape.N, shape.K)
+    while bn > 32 and _blocks(M, shape, bm, n_min, bn) < 2 * sms:
+        bn //= 2
+
+    cfg = {
+        "BLOCK_SIZE_M": bm,
+        "BLOCK_SIZE_N": bn,
+        "BLOCK_SIZE_K": bk,
+        "GROUP_SIZE_M": group,
+        "num_warps": warps,
+    }
+    cfg = _shrink_to_fit(cfg, shape, spec, max_stages)
+    if cfg["BLOCK_SIZE_M"] * cfg["BLOCK_SIZE_N"] < 128 * 128 and cfg["num_warps"] == 8:
+        cfg["num_warps"] = 4
+    return tuple(cfg.items())
+
+
+def heuristic_config(M: int, shape: MoeShape, spec: GpuSpec) -> dict[str, Any]:
+    """The config for ``M`` tokens of ``shape`` on ``spec`` (a fresh dict each call)."""
+    if M <= 0:
+        raise ValueError(f"M must be positive, got {M}")
+    return dict(_heuristic(batch_bucket(M), shape, spec))

@@ -1,0 +1,123 @@
+"""The plugin's answer to "which fused-MoE config for this layer and batch?".
+
+Order: user directory -> ``$SGLANG_MOE_CONFIG_DIR`` -> bundled -> SGLang's own
+files -> shared-memory-aware heuristic (see :mod:`.sources`). Each file is
+validated for the GPU (:mod:`.validate`); a bad or unfit file is skipped with
+a warning naming it and the problem, and the next source is tried. The
+source used is logged once per (E, N, dtype, ...) key.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sglang_consumer_gpu import settings
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.moe.heuristic import heuristic_config
+from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
+from sglang_consumer_gpu.moe.sources import ConfigKey, candidates
+from sglang_consumer_gpu.moe.validate import ConfigFileError, Configs, load_config_file
+
+logger = logging.getLogger("sglang_consumer_gpu.moe")
+
+#: Dtypes the heuristic chooses tiles for (they run ``fused_moe_kernel``);
+#: for the others SGLang's own default (small tiles) stays.
+HEURISTIC_DTYPES: frozenset[str | None] = frozenset({None, "fp8_w8a8", "int8_w8a8"})
+
+
+@dataclass(frozen=True)
+class FileLookup:
+    """Result of the file part of the lookup for one key."""
+
+    source: str  # "user", "sglang-env", "bundled", "sglang" or "none"
+    path: str | None
+    configs: Configs | None
+    skipped: tuple[tuple[str, str], ...] = field(default=())  # (path, problem)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The config used for one batch size, and where it came from."""
+
+    M: int
+    config: dict[str, Any]
+    source: str  # a FileLookup source, or "heuristic" / "sglang-default"
+    path: str | None
+    file_batch: int | None  # the batch size of the file entry used
+
+
+def _env_state() -> tuple[str, str]:
+    return str(settings.user_moe_config_dir()), os.environ.get("SGLANG_MOE_CONFIG_DIR", "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
+    skipped: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+    for source, path in candidates(key, spec.name):
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        try:
+            configs = load_config_file(path, dtype=key.dtype, block_shape=key.block_shape, spec=spec)
+        except ConfigFileError as exc:
+            logger.warning(
+                "sglang-consumer-gpu: skipping MoE config %s: %s; trying the next source", path, exc
+            )
+            skipped.append((str(path), str(exc)))
+            continue
+        return FileLookup(source, str(path), configs, tuple(skipped))
+    return FileLookup("none", None, None, tuple(skipped))
+
+
+def find_configs(key: ConfigKey, spec: GpuSpec) -> FileLookup:
+    """The first valid config file for ``key`` on ``spec`` (cached; re-read when
+    the user/SGLang config directory variables change)."""
+    return _find(key, spec, _env_state())
+
+
+def clear_cache() -> None:
+    _find.cache_clear()
+    _logged.clear()
+
+
+_logged: set[tuple[Any, ...]] = set()
+
+
+def log_source_once(key: ConfigKey, spec: GpuSpec, source: str, path: str | None) -> None:
+    ident = (key, spec.name, source, path)
+    if ident in _logged:
+        return
+    _logged.add(ident)
+    what = f"E={key.E}, N={key.N}, dtype={dtype_label(key.dtype)}"
+    if key.block_shape:
+        what += f", block_shape={list(key.block_shape)}"
+    if key.down_moe:
+        what += ", down"
+    where = f"from {path}" if path else "(no file for this GPU)"
+    logger.info("sglang-consumer-gpu: fused MoE %s on %s: %s config %s", what, spec.name, source, where)
+
+
+def nearest(configs: Configs, M: int) -> int:
+    """SGLang's rule: the file entry whose batch size is closest to M."""
+    return min(configs, key=lambda m: abs(m - M))
+
+
+def choose(M: int, shape: MoeShape, spec: GpuSpec) -> Choice:
+    """What SGLang will run for ``M`` tokens once the plugin is active (the up
+    projection's config; the down projection uses it too unless a ``_down``
+    file exists)."""
+    bn, bk = shape.block_shape or (0, 0)
+    key = ConfigKey(shape.E, shape.N, shape.dtype, bn, bk, shape.per_channel_quant)
+    found = find_configs(key, spec)
+    if found.configs:
+        m = nearest(found.configs, M)
+        return Choice(M, dict(found.configs[m]), found.source, found.path, m)
+    if shape.dtype in HEURISTIC_DTYPES:
+        return Choice(M, heuristic_config(M, shape, spec), "heuristic", None, None)
+    return Choice(M, {}, "sglang-default", None, None)

@@ -1,0 +1,124 @@
+"""Where fused-MoE config files can come from, in lookup order.
+
+File names are SGLang's (``get_config_file_name``), built from the GPU spec
+rather than the live device, so files move both ways between SGLang, vLLM's
+tuning output and the plugin:
+
+    E={E},N={N},device_name={name}[,dtype=..][,block_shape=[bn, bk]][,per_channel_quant=True][_down].json
+
+1. ``user``: the plugin's user directory (``SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR``,
+   default ``~/.cache/sglang-consumer-gpu/moe_configs``), flat or with
+   ``triton_X_Y_Z/`` sub-directories as SGLang's tuning script writes them;
+2. ``sglang-env``: ``$SGLANG_MOE_CONFIG_DIR/configs/triton_X_Y_Z/`` when the
+   user set SGLang's own variable (they tuned those files, so they outrank the
+   bundled ones);
+3. ``bundled``: files shipped in ``sglang_consumer_gpu/moe/configs/``;
+4. ``sglang``: SGLang's own ``configs/triton_X_Y_Z/`` next to
+   ``fused_moe_triton_config.py``.
+
+Within a layout with Triton-version directories the installed version's
+directory comes first, then the others newest-first (as SGLang does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sglang_consumer_gpu import settings
+from sglang_consumer_gpu.versions import installed_version
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "configs"
+SGLANG_CONFIG_MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
+SGLANG_CONFIG_MODULE_FILE = "sglang/srt/layers/moe/moe_runner/triton_utils/fused_moe_triton_config.py"
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """What SGLang asks ``get_moe_configs`` for."""
+
+    E: int
+    N: int
+    dtype: str | None
+    block_n: int = 0
+    block_k: int = 0
+    per_channel_quant: bool = False
+    down_moe: bool = False
+
+    @property
+    def block_shape(self) -> tuple[int, int] | None:
+        return (self.block_n, self.block_k) if self.block_n and self.block_k else None
+
+
+def config_file_name(key: ConfigKey, device_name: str) -> str:
+    """SGLang's file name for ``key`` on a device called ``device_name``."""
+    dev = device_name.replace(" ", "_")
+    dtype = f",dtype={key.dtype}" if key.dtype else ""
+    block = f",block_shape=[{key.block_n}, {key.block_k}]" if key.block_shape else ""
+    pcq = ",per_channel_quant=True" if key.per_channel_quant else ""
+    down = "_down" if key.down_moe else ""
+    return f"E={key.E},N={key.N},device_name={dev}{dtype}{block}{pcq}{down}.json"
+
+
+def triton_dir_name(version: str | None = None) -> str:
+    version = version or installed_version("triton") or "0.0.0"
+    return "triton_" + version.split("+")[0].replace(".", "_")
+
+
+def _version_key(dirname: str) -> tuple[int, ...]:
+    parts = dirname.removeprefix("triton_").split("_")
+    return tuple(int(p) if p.isdigit() else -1 for p in parts)
+
+
+def versioned_candidates(root: Path, name: str) -> Iterator[Path]:
+    """``root/triton_<installed>/name``, then other ``triton_*`` dirs newest-first."""
+    mine = triton_dir_name()
+    yield root / mine / name
+    try:
+        others = sorted(
+            (
+                d.name
+                for d in root.iterdir()
+                if d.is_dir() and d.name.startswith("triton_") and d.name != mine
+            ),
+            key=_version_key,
+            reverse=True,
+        )
+    except OSError:
+        return
+    for d in others:
+        yield root / d / name
+
+
+def sglang_config_root() -> Path | None:
+    """SGLang's own ``configs`` directory, found without importing SGLang."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sglang")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        root = Path(base).parent / Path(SGLANG_CONFIG_MODULE_FILE).parent / "configs"
+        if root.is_dir():
+            return root
+    return None
+
+
+def candidates(key: ConfigKey, device_name: str) -> Iterator[tuple[str, Path]]:
+    """Every (source, path) to try for ``key``, in lookup order (files may not exist)."""
+    name = config_file_name(key, device_name)
+    user = settings.user_moe_config_dir()
+    yield from (("user", p) for p in versioned_candidates(user, name))
+    yield "user", user / name
+    env_dir = os.environ.get("SGLANG_MOE_CONFIG_DIR")
+    if env_dir:
+        yield from (("sglang-env", p) for p in versioned_candidates(Path(env_dir) / "configs", name))
+    yield "bundled", BUNDLED_DIR / name
+    root = sglang_config_root()
+    if root is not None:
+        yield from (("sglang", p) for p in versioned_candidates(root, name))

@@ -1,0 +1,86 @@
+"""`sglang-consumer-gpu moe-config`: per batch size, config, source and oracle-verified shared memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sglang_consumer_gpu.cli import main
+from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID
+
+RTX_4090 = "NVIDIA GeForce RTX 4090"
+
+
+@pytest.fixture(autouse=True)
+def empty_user_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR", str(tmp_path / "none"))
+    from sglang_consumer_gpu.moe import lookup
+
+    lookup.clear_cache()
+
+
+def test_json_with_oracle(capsys):
+    rc = main(
+        [
+            "moe-config",
+            "--E",
+            "128",
+            "--N",
+            "768",
+            "--K",
+            "2048",
+            "--topk",
+            "8",
+            "--dtype",
+            "fp8_w8a8",
+            "--gpu",
+            RTX_4090,
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert [r["M"] for r in out["rows"]] == list(STANDARD_BATCH_GRID)
+    for r in out["rows"]:
+        assert r["source"] == "heuristic"
+        assert r["oracle"] == "oracle", r["oracle"]
+        assert r["shared_oracle"] <= r["limit"] == 101376
+        assert r["shared_oracle"] <= r["shared_estimate"]  # the analytic model is an upper bound
+
+
+def test_model_config_json(tmp_path, capsys):
+    cfg = {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "hidden_size": 4096,
+        "moe_intermediate_size": 1536,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    rc = main(["moe-config", "--model", str(tmp_path), "--tp", "2", "--gpu", "L40S", "--json", "--no-oracle"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["shape"] == "E=128,N=768,K=4096,topk=8,fp8_w8a8,block=[128, 128]"
+    assert all(r["config"]["BLOCK_SIZE_K"] <= 128 for r in out["rows"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--E", "128", "--N", "768"], "missing --K --topk"),
+        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "fp4"], "unknown MoE dtype"),
+        (["--E", "8", "--N", "768", "--K", "2048", "--topk", "9"], "topk"),
+        (["--model", "/nonexistent/model"], "no such config.json"),
+        (["--E", "8", "--N", "7", "--K", "8", "--topk", "2", "--gpu", "RTX 9999"], "unknown GPU"),
+    ],
+)
+def test_bad_input_is_a_clean_error(capsys, argv, message):
+    rc = main(
+        ["moe-config", *argv, "--gpu", RTX_4090, "--no-oracle"]
+        if "--gpu" not in argv
+        else ["moe-config", *argv]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err

@@ -1,0 +1,76 @@
+"""The heuristic as a pure function: fits by construction, follows the regimes, honours block quant."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sglang_consumer_gpu.hardware import KNOWN_GPUS, find_gpu
+from sglang_consumer_gpu.moe.heuristic import batch_bucket, heuristic_config
+from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape
+from sglang_consumer_gpu.moe.smem import estimate_shared
+
+SHAPES = [
+    MoeShape(128, 768, 2048, 8),  # Qwen3-30B-A3B
+    MoeShape(128, 768, 2048, 8, "fp8_w8a8"),
+    MoeShape(128, 768, 2048, 8, "fp8_w8a8", (128, 128)),
+    MoeShape(64, 1408, 2048, 6),  # DeepSeek-V2-Lite
+    MoeShape(8, 7168, 4096, 2),  # Mixtral-8x7B TP2
+    MoeShape(8, 14336, 4096, 2, "fp8_w8a8"),
+    MoeShape(128, 1536, 4096, 8, "fp8_w8a8", (128, 128)),  # Qwen3-235B-A22B TP2
+    MoeShape(512, 512, 2048, 10),  # Qwen3-Next
+    MoeShape(128, 704, 4096, 8, "fp8_w8a8"),  # GLM-4.5-Air TP2
+    MoeShape(32, 2880, 2880, 4),  # gpt-oss-20b
+    MoeShape(256, 64, 7168, 8, "int8_w8a8", per_channel_quant=True),  # DeepSeek-R1 channel-INT8 TP32
+]
+LOW_SMEM = [g for g in KNOWN_GPUS if g.is_low_smem]
+
+
+@pytest.mark.parametrize("spec", LOW_SMEM, ids=lambda g: g.name)
+def test_fits_every_low_smem_gpu_by_construction(spec):
+    for shape, M in itertools.product(SHAPES, (*STANDARD_BATCH_GRID, 3, 100, 8192, 20000)):
+        cfg = heuristic_config(M, shape, spec)
+        need = estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability)
+        assert need <= spec.smem_per_block_optin, (spec.name, shape.label, M, cfg, need)
+
+
+def test_regimes_on_rtx_4090():
+    spec = find_gpu("RTX 4090")
+    qwen = SHAPES[0]
+    decode = heuristic_config(1, qwen, spec)
+    prefill = heuristic_config(4096, qwen, spec)
+    assert decode["BLOCK_SIZE_M"] == 16  # memory-bound: no wasted rows
+    assert prefill["BLOCK_SIZE_M"] >= 64 and prefill["BLOCK_SIZE_N"] >= 64  # compute-bound: big tiles
+    assert prefill["num_stages"] >= 2
+    # Bigger batch -> never a smaller M tile.
+    bms = [heuristic_config(M, qwen, spec)["BLOCK_SIZE_M"] for M in STANDARD_BATCH_GRID]
+    assert bms == sorted(bms)
+
+
+def test_block_quant_k_tile_divides_quant_block():
+    spec = find_gpu("RTX 4090")
+    for shape in (s for s in SHAPES if s.block_shape):
+        for M in STANDARD_BATCH_GRID:
+            cfg = heuristic_config(M, shape, spec)
+            assert shape.block_shape[1] % cfg["BLOCK_SIZE_K"] == 0, (shape.label, M, cfg)
+
+
+def test_pure_and_cached_per_bucket():
+    spec = find_gpu("L40S")
+    shape = SHAPES[1]
+    a = heuristic_config(300, shape, spec)
+    b = heuristic_config(512, shape, spec)
+    assert a == b and a is not b  # same bucket, fresh dicts (SGLang pops keys from configs)
+    a["BLOCK_SIZE_M"] = 1
+    assert heuristic_config(300, shape, spec)["BLOCK_SIZE_M"] != 1
+    assert batch_bucket(1) == 1 and batch_bucket(3) == 4 and batch_bucket(4096) == 4096
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        MoeShape(0, 768, 2048, 8)
+    with pytest.raises(ValueError):
+        MoeShape(8, 768, 2048, 9)
+    with pytest.raises(ValueError):
+        heuristic_config(0, SHAPES[0], find_gpu("RTX 4090"))
