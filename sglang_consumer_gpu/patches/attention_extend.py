@@ -1,0 +1,114 @@
+"""Extend-attention block sizes from the shared-memory budget, not the capability number.
+
+What it changes: ``sglang.kernels.ops.attention.extend_attention.
+_get_block_sizes_for_extend_attention(Lq, Lv)``, the helper that
+``extend_attention_fwd``, ``extend_attention_fwd_unified`` (deterministic
+inference) and ``dense_prefill_attention_fwd`` all call at launch time. The
+replacement asks SGLang's own helper first and returns its answer unchanged
+when that tile fits the GPU's opt-in shared memory by the analytic upper
+bound in :mod:`sglang_consumer_gpu.attention.model`; only otherwise it
+returns the first tile of :func:`sglang_consumer_gpu.attention.extend_tile`
+that fits (same BLOCK_DMODEL/BLOCK_DPE/BLOCK_DV, different BLOCK_M/BLOCK_N/
+num_warps). SGLang keeps ``num_stages=1`` for these kernels on CUDA; so do we.
+
+Why: SGLang picks BLOCK_M/BLOCK_N by ``CUDA_CAPABILITY`` branch. Before its
+sm_86/sm_89 branch existed, L40S users hit ``OutOfResources: Required:
+102400, Hardware limit: 101376``; RTX PRO 6000 (sm_120) users hit ``Required:
+106496`` in the MLA shape (Lq=576) where a capability branch handed a
+data-center tile (32x64) to a 99 KB GPU. The oracle reproduces the latter
+exactly on Triton 3.8: SGLang's sm_80 tile for Lq=576/Lv=512 (32x64, 8 warps)
+compiled for sm_89 needs 106,496 bytes. Any GPU whose capability falls into
+a data-center branch while its budget is ~99 KB repeats this.
+
+Versions: SGLang >= 0.5.16 (the module moved to ``sglang.kernels.ops`` then;
+0.5.23 checked). The helper's 6-tuple return shape is checked at call time;
+anything else is passed through untouched.
+
+Upstream-fix detection: at apply time SGLang's own helper is run for every
+head-dim pair in :data:`sglang_consumer_gpu.attention.HEAD_DIMS` and its tiles
+are checked against the current GPU's budget with the analytic model; if all
+fit (true for SGLang 0.5.23 on sm_86/sm_89/sm_120, which have their own
+branches), the patch reports "already fixed upstream" and installs nothing.
+At call time the replacement is also a pass-through whenever SGLang's tile
+fits, so an upstream fix for a shape the list misses is honoured too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from sglang_consumer_gpu.attention import HEAD_DIMS, extend_tile, tile_fits
+from sglang_consumer_gpu.hardware.current import current_spec
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.patches.base import Patch
+
+logger = logging.getLogger("sglang_consumer_gpu")
+
+MODULE = "sglang.kernels.ops.attention.extend_attention"
+ATTR = "_get_block_sizes_for_extend_attention"
+
+
+def sglang_tile_fits(spec: GpuSpec, blocks: tuple[int, ...]) -> bool:
+    """Whether SGLang's ``(BLOCK_DMODEL, BLOCK_DPE, BLOCK_DV, BLOCK_M, BLOCK_N, num_warps)`` fits ``spec``."""
+    dmodel, dpe, dv, block_m, block_n, _warps = blocks
+    return tile_fits(spec, block_m, block_n, dmodel + dpe, dv)
+
+
+def choose(spec: GpuSpec, lq: int, lv: int, sglang_blocks: Any) -> Any:
+    """SGLang's answer if it fits ``spec``, else the budget-derived tile (pure)."""
+    if not (isinstance(sglang_blocks, tuple) and len(sglang_blocks) == 6):
+        return sglang_blocks  # SGLang changed the helper's contract: do not guess
+    if sglang_tile_fits(spec, sglang_blocks):
+        return sglang_blocks
+    try:
+        tile = extend_tile(spec, lq, lv)
+    except ValueError as exc:
+        logger.warning("sglang-consumer-gpu: %s; keeping SGLang's extend-attention tile", exc)
+        return sglang_blocks
+    dmodel, dpe, dv = sglang_blocks[:3]
+    return (dmodel, dpe, dv, tile.block_m, tile.block_n, tile.num_warps)
+
+
+def _build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any]:
+    def get_block_sizes_for_extend_attention(Lq: int, Lv: int) -> Any:
+        blocks = original(Lq, Lv)
+        spec = current_spec()
+        return blocks if spec is None else choose(spec, Lq, Lv, blocks)
+
+    return get_block_sizes_for_extend_attention
+
+
+def upstream_fixed(module: ModuleType) -> bool:
+    """True when SGLang's own helper already fits the current GPU for every known head dim."""
+    spec = current_spec()
+    if spec is None:
+        return False
+    helper = getattr(module, ATTR)
+    try:
+        return all(sglang_tile_fits(spec, helper(lq, lv)) for lq, lv in HEAD_DIMS)
+    except Exception:  # SGLang's helper changed shape: let the call-time check decide
+        return False
+
+
+def needed_on(spec: GpuSpec) -> bool:
+    """The ~99 KB class from Ampere on. sm_75 (T4, 64 KB) is left to SGLang: Triton's
+    Turing code path stages more through shared memory than the model counts
+    (oracle: Lq=576 extend 16x32 needs 102,400 bytes on sm_75), so the model
+    would not be a safe bound there."""
+    return spec.is_low_smem and spec.capability >= (8, 0)
+
+
+PATCH = Patch(
+    name="attention-extend-blocks",
+    module=MODULE,
+    attr=ATTR,
+    why="extend/dense-prefill attention tiles chosen by capability overflow ~99 KB shared memory "
+    "(Required: 102400 / 106496, Hardware limit: 101376)",
+    build=_build,
+    upstream_fixed=upstream_fixed,
+    needed_on=needed_on,
+    sglang_versions=">=0.5.16",
+)
