@@ -124,15 +124,9 @@ def compile_resources(
     are), ints, floats, None; constexprs and ``num_warps``/``num_stages`` go in
     ``kwargs``.
     """
+    from sglang_consumer_gpu.oracle.launch import capture_launches  # uses the on-disk cache
+
     jit = unwrap_jit(kernel)
-    with compile_only(spec):
-        compiled = jit.warmup(*args, grid=grid, **kwargs)
-    md = compiled.metadata
-    return Resources(
-        kernel=getattr(jit, "__name__", None) or jit.fn.__name__,
-        target=spec.arch_name,
-        shared=int(md.shared),
-        limit=spec.smem_per_block_optin,
-        num_warps=int(md.num_warps),
-        num_stages=int(md.num_stages),
-    )
+    with capture_launches(spec) as launches:
+        jit.warmup(*args, grid=grid, **kwargs)
+    return launches[-1].resources

@@ -85,6 +85,29 @@ MODULE_FUNCTIONS: dict[tuple[str, str], Callable[[GpuSpec], Callable[..., Any]]]
     ("sglang.srt.utils.common", "_get_device_sm_via_nvml"): lambda s: lambda: s.arch,
 }
 
+#: Names a module imports only when CUDA is present at import time
+#: (``if _is_cuda: from ... import ...``): (module, attribute) -> (source
+#: module, name). Inside the block they are bound (if missing) so SGLang's
+#: CUDA code path runs; SGLang's JIT ops used here have fake (meta) impls.
+CUDA_ONLY_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sglang.kernels.ops.quantization.fp8_kernel", "per_token_group_quant"): (
+        "sglang.kernels.ops.quantization.per_token_group_quant",
+        "per_token_group_quant",
+    ),
+    ("sglang.kernels.ops.quantization.fp8_kernel", "sgl_per_tensor_quant_fp8"): (
+        "sglang.kernels.ops.quantization.per_tensor_quant_fp8",
+        "per_tensor_quant_fp8",
+    ),
+    ("sglang.kernels.ops.quantization.fp8_kernel", "sgl_per_token_quant_fp8"): (
+        "sglang.kernels.ops.quantization",
+        "sgl_per_token_quant_fp8",
+    ),
+    ("sglang.kernels.ops.quantization.int8_kernel", "per_token_group_quant"): (
+        "sglang.kernels.ops.quantization.per_token_group_quant",
+        "per_token_group_quant",
+    ),
+}
+
 #: Imported before anything is faked (see the module docstring).
 PRELOAD: tuple[str, ...] = (
     "sglang.srt.utils.common",
@@ -276,6 +299,15 @@ def virtual_gpu(
                 mod = sys.modules.get(name)
                 if mod is not None and hasattr(mod, attr):
                     _set_attrs(mod, {attr: make(spec)}, saved)
+            for (name, attr), (source, source_attr) in CUDA_ONLY_IMPORTS.items():
+                mod = sys.modules.get(name)
+                if mod is not None and not hasattr(mod, attr):
+                    try:
+                        value = getattr(importlib.import_module(source), source_attr)
+                    except Exception as exc:  # SGLang without that op: its CUDA path stays unusable
+                        logger.debug("virtual_gpu: cannot bind %s.%s: %s", name, attr, exc)
+                        continue
+                    _set_attrs(mod, {attr: value}, saved)
             _exec_fallbacks(saved)
             clear_sglang_caches()
             with override_spec(spec):

@@ -1,0 +1,254 @@
+"""Oracle spec for SGLang's fused-MoE Triton kernels: dry-run SGLang's own launcher.
+
+:func:`moe_resources` calls SGLang's ``invoke_fused_moe_kernel`` itself, with
+``meta`` tensors shaped and typed as ``fused_experts`` builds them
+(``srt/layers/moe/moe_runner/triton_utils/fused_moe.py``), inside
+:func:`~sglang_consumer_gpu.oracle.virtual.virtual_gpu` (SGLang's
+capability switches -- swap-AB, PDL, CUDA quant paths -- answer for the spec)
+and :func:`~sglang_consumer_gpu.oracle.launch.capture_launches` (Triton
+compiles for the spec's arch, nothing launches). So the kernel's argument
+list, constexprs and ``num_warps``/``num_stages`` are SGLang's, and
+``metadata.shared`` is what that GPU would be asked for.
+
+What is re-derived rather than SGLang-run:
+
+- the routing buffers come from SGLang's own ``moe_align_block_size`` (its
+  allocation code runs), but its fill kernels (``sgl_moe_align_block_size``,
+  ``moe_align_small_numel``) are replaced by no-ops: they only write values
+  into buffers it already allocated, and the values do not reach the compile;
+- the intermediate caches and weight/scale tensors follow the shapes in
+  ``fused_moe.py`` and the quant methods (``fp8.py``, ``w8a8_int8.py``,
+  ``moe_wna16.py``); the ``meta`` device makes them contiguous and 16-byte
+  aligned as real allocations are.
+
+Shapes use SGLang's config-file convention: ``E`` experts, ``N`` the
+intermediate size per partition (``w2.shape[2]``; the up GEMM ``w13`` has
+``2N`` rows), ``K`` the hidden size, ``M`` tokens, ``topk`` experts per token.
+Weight-only int8/int4 (``int8_w8a16``/``int4_w4a16``) run in SGLang 0.5.23 as
+the Triton ``fused_moe_kernel_gptq_awq`` (``moe_wna16.py``, ``block_shape
+[0, group_size]``), covered here with group size 128 unless ``block_shape``
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.oracle.core import Resources
+from sglang_consumer_gpu.oracle.launch import Launch, capture_launches
+from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+
+KERNELS = "sglang.kernels.ops.moe.fused_moe_triton_kernels"
+ALIGN = "sglang.srt.layers.moe.moe_runner.triton_utils.moe_align_block_size"
+MOE_KERNEL_NAMES = ("fused_moe_kernel", "fused_moe_kernel_gptq_awq")
+
+#: Accepted ``dtype`` values (SGLang's ``get_config_dtype_str`` spellings, plus
+#: None/"bf16"/"fp16" for unquantized) -> (weight kind, activation dtype name).
+DTYPES: dict[str | None, str] = {
+    None: "bf16",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "fp8_w8a8": "fp8_w8a8",
+    "int8_w8a8": "int8_w8a8",
+    "int8_w8a16": "int8_w8a16",
+    "int4_w4a16": "int4_w4a16",
+}
+WNA16_GROUP_SIZE = 128
+GEMMS = ("up", "down")
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+@contextlib.contextmanager
+def _align_without_fill() -> Iterator[Any]:
+    """SGLang's ``moe_align_block_size`` with its fill kernels made no-ops."""
+    import importlib
+
+    mod = importlib.import_module(ALIGN)
+    saved = {n: mod.__dict__.get(n) for n in ("sgl_moe_align_block_size", "_is_cuda")}
+    mod.sgl_moe_align_block_size = lambda *a, **k: None
+    mod._is_cuda = False  # skips the small-batch Triton fill (moe_align_small_numel)
+    try:
+        yield mod.moe_align_block_size
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                mod.__dict__.pop(name, None)
+            else:
+                setattr(mod, name, value)
+
+
+def _kind(dtype: str | None) -> str:
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(
+            f"unknown MoE dtype {dtype!r}; use one of: " + ", ".join(str(d) for d in DTYPES)
+        ) from None
+
+
+def _weights(kind: str, E: int, n_out: int, k_in: int, block_shape: list[int] | None, per_channel: bool):
+    """(B, B_scale) as the quant method allocates them, on ``meta``."""
+    torch = _torch()
+    m = "meta"
+    if kind in ("bf16", "fp16"):
+        dt = torch.bfloat16 if kind == "bf16" else torch.float16
+        return torch.empty(E, n_out, k_in, device=m, dtype=dt), None
+    if kind in ("int8_w8a16", "int4_w4a16"):
+        group = block_shape[1]
+        pack = 2 if kind == "int4_w4a16" else 1
+        b = torch.empty(E, n_out, k_in // pack, device=m, dtype=torch.uint8)
+        return b, torch.empty(E, n_out, k_in // group, device=m, dtype=torch.bfloat16)
+    wdt = torch.float8_e4m3fn if kind == "fp8_w8a8" else torch.int8
+    b = torch.empty(E, n_out, k_in, device=m, dtype=wdt)
+    f32 = {"device": m, "dtype": torch.float32}
+    if block_shape:
+        bn, bk = block_shape
+        return b, torch.empty(E, -(-n_out // bn), -(-k_in // bk), **f32)
+    if per_channel or kind == "int8_w8a8":
+        return b, torch.empty(E, n_out, 1, **f32)
+    return b, torch.empty(E, **f32)
+
+
+def dry_run(
+    spec: GpuSpec,
+    *,
+    E: int,
+    N: int,
+    K: int,
+    topk: int,
+    M: int,
+    dtype: str | None,
+    block_shape: list[int] | None,
+    config: dict[str, Any],
+    per_channel_quant: bool = False,
+    gemm: str = "up",
+    patched: bool = True,
+    cache: Any = True,
+) -> list[Launch]:
+    """Run SGLang's ``invoke_fused_moe_kernel`` for one GEMM of the layer and
+    return every kernel it compiled (the MoE kernel, plus any Triton
+    activation-quant kernel the path runs)."""
+    if gemm not in GEMMS:
+        raise ValueError(f"gemm must be one of {GEMMS}, not {gemm!r}")
+    if min(E, N, K, topk, M) <= 0:
+        raise ValueError(f"MoE shape must be positive: E={E} N={N} K={K} topk={topk} M={M}")
+    kind = _kind(dtype)
+    if kind in ("int8_w8a16", "int4_w4a16") and not (block_shape and block_shape[1]):
+        block_shape = [0, WNA16_GROUP_SIZE]
+    torch = _torch()
+    import importlib
+
+    import triton.language as tl
+
+    fk = importlib.import_module(KERNELS)
+    act = torch.float16 if kind == "fp16" else torch.bfloat16
+    compute_type = tl.float16 if act == torch.float16 else tl.bfloat16
+    config = dict(config)
+    config.pop("USE_TMA", None)  # TMA is opt-in per tuned file and needs sm_90; not modelled here
+    m = "meta"
+
+    with virtual_gpu(spec, patched=patched), _align_without_fill() as align:
+        topk_ids = torch.empty(M, topk, device=m, dtype=torch.int32)
+        topk_weights = torch.empty(M, topk, device=m, dtype=torch.float32)
+        sorted_ids, expert_ids, num_post = align(topk_ids, config["BLOCK_SIZE_M"], E)
+        total = M * topk
+        if gemm == "up":
+            a = torch.empty(M, K, device=m, dtype=act)
+            b, b_scale = _weights(kind, E, 2 * N, K, block_shape, per_channel_quant)
+            c = torch.empty(total, 2 * N, device=m, dtype=act)
+            mul_routed, top_k = False, topk
+        else:
+            a = torch.empty(total, N, device=m, dtype=act)
+            b, b_scale = _weights(kind, E, K, N, block_shape, per_channel_quant)
+            c = (
+                torch.empty(M, topk, K, device=m, dtype=act)
+                if topk != 1
+                else torch.empty(M, K, device=m, dtype=act).unsqueeze(0)
+            )
+            mul_routed, top_k = True, 1
+        with capture_launches(spec, cache=cache) as launches:
+            fk.invoke_fused_moe_kernel(
+                a,
+                b,
+                None,
+                c,
+                None,
+                b_scale,
+                None,
+                topk_weights,
+                topk_ids,
+                sorted_ids,
+                expert_ids,
+                num_post,
+                mul_routed,
+                top_k,
+                config,
+                compute_type=compute_type,
+                use_fp8_w8a8=kind == "fp8_w8a8",
+                use_int8_w8a8=kind == "int8_w8a8",
+                use_int8_w8a16=kind == "int8_w8a16",
+                use_int4_w4a16=kind == "int4_w4a16",
+                per_channel_quant=per_channel_quant,
+                block_shape=block_shape,
+            )
+    return launches
+
+
+def moe_gemm_resources(spec: GpuSpec, *, gemm: str = "up", **kwargs: Any) -> Resources:
+    """Resources of the fused-MoE kernel for one GEMM (``"up"``: w13, ``"down"``: w2).
+
+    The kernel name is suffixed with the GEMM (``fused_moe_kernel:up``)."""
+    launches = dry_run(spec, gemm=gemm, **kwargs)
+    moe = [x for x in launches if x.kernel in MOE_KERNEL_NAMES]
+    if not moe:
+        raise RuntimeError(f"SGLang's launcher compiled no MoE kernel (got {[x.kernel for x in launches]})")
+    res = moe[-1].resources
+    return dataclasses.replace(res, kernel=f"{res.kernel}:{gemm}")
+
+
+def moe_resources_both(spec: GpuSpec, **kwargs: Any) -> dict[str, Resources]:
+    """Resources of both GEMMs of the layer, by ``"up"``/``"down"``."""
+    return {g: moe_gemm_resources(spec, gemm=g, **kwargs) for g in GEMMS}
+
+
+def moe_resources(
+    spec: GpuSpec,
+    *,
+    E: int,
+    N: int,
+    K: int,
+    topk: int,
+    M: int,
+    dtype: str | None,
+    block_shape: list[int] | None,
+    config: dict[str, Any],
+    per_channel_quant: bool = False,
+    patched: bool = True,
+) -> Resources:
+    """The binding resources of the layer for ``config``: of the up (w13) and
+    down (w2) GEMMs, the one needing more shared memory (both use the config)."""
+    both = moe_resources_both(
+        spec,
+        E=E,
+        N=N,
+        K=K,
+        topk=topk,
+        M=M,
+        dtype=dtype,
+        block_shape=block_shape,
+        config=config,
+        per_channel_quant=per_channel_quant,
+        patched=patched,
+    )
+    return max(both.values(), key=lambda r: r.shared)
