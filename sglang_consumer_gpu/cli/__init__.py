@@ -16,6 +16,7 @@ from sglang_consumer_gpu import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.cli.doctor",
     "sglang_consumer_gpu.cli.moe_config",
+    "sglang_consumer_gpu.cli.check",
 )
 
 

@@ -146,6 +146,10 @@ def dry_run(
     kind = _kind(dtype)
     if kind in ("int8_w8a16", "int4_w4a16") and not (block_shape and block_shape[1]):
         block_shape = [0, WNA16_GROUP_SIZE]
+    if kind == "int8_w8a8" and not block_shape:
+        # The launcher asserts it: int8 w8a8 without blocks is per-channel
+        # weights with per-token activations (SGLang's w8a8_int8 method).
+        per_channel_quant = True
     torch = _torch()
     import importlib
 
