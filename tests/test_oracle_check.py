@@ -82,7 +82,9 @@ def test_bad_gpu_name_is_exit_2(capsys):
 def test_moe_provider_uses_sglangs_choice(monkeypatch, tmp_path):
     """The built-in MoE provider compiles SGLang's own pick for each batch size."""
     monkeypatch.setenv("SGLANG_CONSUMER_GPU_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(checks, "COMMON_SHAPES", (checks.MoeShape("tiny", 8, 256, 512, 2),))
+    monkeypatch.setattr(
+        checks, "COMMON_SHAPES", (checks.NamedShape("tiny", checks.MoeShape(8, 256, 512, 2)),)
+    )
     monkeypatch.setattr(checks, "GRID", (1, 64))
     monkeypatch.setattr(checks, "sglang_file_shapes", lambda spec: [])
     items = list(checks.moe_baseline_items(find_gpu(RTX_4090), full=False))

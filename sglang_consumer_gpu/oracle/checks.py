@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.oracle.core import Resources
 
 #: What the plugin would run; each function(spec, *, full) -> Iterable[CheckItem].
@@ -107,35 +108,30 @@ def load_provider(name: str) -> Callable[..., Iterable[CheckItem]] | None:
 
 
 @dataclass(frozen=True)
-class MoeShape:
-    """One MoE layer as SGLang's config files key it (N = intermediate size)."""
+class NamedShape:
+    """A MoE layer (the MoE module's :class:`MoeShape`, N = intermediate size) and where it comes from."""
 
     name: str
-    E: int
-    N: int
-    K: int
-    topk: int
-    dtype: str | None = None
-    block_shape: tuple[int, int] | None = None
-    per_channel_quant: bool = False
+    shape: MoeShape
 
     def label(self) -> str:
-        q = self.dtype or "bf16"
-        if self.block_shape:
-            q += f"[{self.block_shape[0]},{self.block_shape[1]}]"
-        return f"{self.name} E={self.E} N={self.N} K={self.K} top{self.topk} {q}"
+        return f"{self.name} {self.shape.label}"
+
+
+def _named(name: str, *args: Any, **kwargs: Any) -> NamedShape:
+    return NamedShape(name, MoeShape(*args, **kwargs))
 
 
 #: Common MoE layers at TP=1 (hidden size K from the models' config.json).
-COMMON_SHAPES: tuple[MoeShape, ...] = (
-    MoeShape("Qwen3-30B-A3B", 128, 768, 2048, 8),
-    MoeShape("Qwen3-30B-A3B-FP8", 128, 768, 2048, 8, "fp8_w8a8", (128, 128)),
-    MoeShape("Mixtral-8x7B", 8, 14336, 4096, 2),
+COMMON_SHAPES: tuple[NamedShape, ...] = (
+    _named("Qwen3-30B-A3B", 128, 768, 2048, 8),
+    _named("Qwen3-30B-A3B-FP8", 128, 768, 2048, 8, "fp8_w8a8", (128, 128)),
+    _named("Mixtral-8x7B", 8, 14336, 4096, 2),
 )
-FULL_EXTRA_SHAPES: tuple[MoeShape, ...] = (
-    MoeShape("DeepSeek-V2-Lite", 64, 1408, 2048, 6),
-    MoeShape("Qwen3-30B-A3B-int8", 128, 768, 2048, 8, "int8_w8a8", per_channel_quant=True),
-    MoeShape("Qwen3-30B-A3B-AWQ", 128, 768, 2048, 8, "int4_w4a16"),
+FULL_EXTRA_SHAPES: tuple[NamedShape, ...] = (
+    _named("DeepSeek-V2-Lite", 64, 1408, 2048, 6),
+    _named("Qwen3-30B-A3B-int8", 128, 768, 2048, 8, "int8_w8a8", per_channel_quant=True),
+    _named("Qwen3-30B-A3B-AWQ", 128, 768, 2048, 8, "int4_w4a16"),
 )
 #: SGLang's fused-MoE tuning batch sizes (benchmark/kernels/fused_moe_triton).
 FULL_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
@@ -150,12 +146,12 @@ _FILE_RE = re.compile(
 )
 
 
-def sglang_file_shapes(spec: GpuSpec) -> list[MoeShape]:
+def sglang_file_shapes(spec: GpuSpec) -> list[NamedShape]:
     """Shapes SGLang ships a tuned (up-projection) config file for, for this GPU name."""
     from sglang.srt.layers.moe.moe_runner.triton_utils import fused_moe_triton_config as cfg
 
     root = Path(cfg.__file__).parent / "configs"
-    seen: dict[tuple[Any, ...], MoeShape] = {}
+    seen: dict[tuple[Any, ...], NamedShape] = {}
     for path in sorted(root.glob(f"triton_*/*device_name={spec.config_device_name}*.json")):
         m = _FILE_RE.match(path.name)
         if not m or m.group(3) != spec.config_device_name:
@@ -201,16 +197,17 @@ def _moe_items(spec: GpuSpec, *, full: bool, patched: bool, area: str) -> Iterat
 
     shapes = [*COMMON_SHAPES, *(FULL_EXTRA_SHAPES if full else ()), *sglang_file_shapes(spec)]
     grid = FULL_GRID if full else GRID
-    for shape in shapes:
+    for named in shapes:
+        shape = named.shape
         for M in grid:
             try:
                 with virtual_gpu(spec, patched=patched):
                     up, down = _moe_choice(shape, M)
             except Exception as exc:
-                yield CheckItem(area, "fused_moe_kernel", f"{shape.label()} M={M}", None, _err(exc))
+                yield CheckItem(area, "fused_moe_kernel", f"{named.label()} M={M}", None, _err(exc))
                 continue
             for gemm, config in (("up", up), ("down", down or up)):
-                label = f"{shape.label()} M={M} {gemm}: {_tile(config)}"
+                label = f"{named.label()} M={M} {gemm}: {_tile(config)}"
                 try:
                     res = moe_gemm_resources(
                         spec,
