@@ -225,8 +225,10 @@ def _default_exec() -> Any:
     ``get_exec()`` raises "config namespace 'exec' not published"."""
     from types import SimpleNamespace
 
-    from sglang.srt.arg_groups.fields.exec_ import ExecDeterministic
-
+    try:
+        from sglang.srt.arg_groups.fields.exec_ import ExecDeterministic
+    except ImportError:  # a trimmed SGLang (the device loader): its declared default
+        return SimpleNamespace(deterministic=SimpleNamespace(enable_deterministic_inference=False))
     return SimpleNamespace(deterministic=ExecDeterministic())
 
 
