@@ -165,6 +165,13 @@ def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     try:
         owner, name, current = _resolve(module, patch.attr)
     except AttributeError as exc:
+        # A GPU that does not need the patch does not need its target either
+        # (e.g. a name SGLang binds only under is_cuda(), read on a CPU machine).
+        spec = current_spec()
+        if spec is not None and not patch.needed_on(spec):
+            return PatchResult(
+                Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
+            )
         return PatchResult(Status.TARGET_MISSING, f"{patch.target} not found: {exc}")
     marker = getattr(current, MARKER, None)
     if marker is not None and marker[0] == patch.name:
@@ -175,11 +182,27 @@ def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     if spec is None:
         return PatchResult(Status.NOT_NEEDED, "no NVIDIA GPU visible; SGLang's own code runs")
     if not patch.needed_on(spec):
-        return PatchResult(Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it")
+        return PatchResult(
+            Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
+        )
     replacement = _guard(patch, current, patch.build(current, module))
     setattr(owner, name, replacement)
     rebound = _rebind(current, replacement) if owner is module else 0
-    return PatchResult(Status.APPLIED, f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s)")
+    return PatchResult(
+        Status.APPLIED,
+        f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s){_explain(patch, spec)}",
+    )
+
+
+def _explain(patch: Patch, spec: Any) -> str:
+    """``patch.extra["explain"](spec)``, if the patch has one: why this GPU gets what it gets."""
+    explain = patch.extra.get("explain")
+    if not callable(explain):
+        return ""
+    try:
+        return f"; {explain(spec)}"
+    except Exception as exc:
+        return f"; (explain failed: {exc})"
 
 
 def installed(patch: Patch) -> bool:
