@@ -133,7 +133,7 @@ def run(out: Path) -> dict[str, Any]:
         dm, dpe = qk_tile_width(lq)
         dv = qk_tile_width(lv)[0]
         cands = {sglang_tile, plugin_tile}
-        for bm, bn in EXTEND_PREFERENCE[_width_class(dm + dpe)]:
+        for bm, bn in EXTEND_PREFERENCE[_width_class(dm + dpe, lq)]:
             if tile_fits(spec, bm, bn, dm + dpe, dv):
                 cands.add((bm, bn, extend_warps(lq)))
         for wl_name, wl in WORKLOADS.items():

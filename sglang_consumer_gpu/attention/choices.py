@@ -20,19 +20,28 @@ from sglang_consumer_gpu.attention.model import next_pow2 as _pow2
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 
 #: (BLOCK_M, BLOCK_N) in order of preference, by padded query/key head width.
+#: Ranked by the H100 timings of every sm_89-feasible tile (results/bench_attention_run1.json,
+#: prefill-heavy and decode-heavy): the first entry is the tile with the best geometric mean
+#: over both workloads among those never below 0.9x SGLang's sm_89 branch.
 EXTEND_PREFERENCE: dict[str, tuple[tuple[int, int], ...]] = {
+    # head dims 80 and 96: 128x64 measured 1.66x / 1.19x (prefill-/decode-heavy) vs 64x128
+    "le128_mid": ((128, 64), (64, 128), (64, 64), (32, 64), (32, 32), (16, 32), (16, 16)),
+    # 64: 128x64 is 0.93x / 0.46x and 64x64 0.82x decode-heavy; 128: 128x64 is 0.895x decode-heavy
     "le128": ((64, 128), (128, 64), (64, 64), (32, 64), (32, 32), (16, 32), (16, 16)),
     "le256": ((64, 64), (32, 64), (64, 32), (32, 32), (16, 32), (16, 16)),
     "wide": ((32, 64), (32, 32), (16, 32), (16, 16)),
 }
 
-#: Context (prefill) attention uses one square tile, BLOCK_M == BLOCK_N.
+#: Context (prefill) attention uses one square tile, BLOCK_M == BLOCK_N. H100 timings of the
+#: sm_89-feasible tiles (8 images x 1024 tokens): 128 is 1.83-1.86x faster than 64 at head dims
+#: 80/96/128 but 0.71x at 64 and 0.89x at 72, so 128 comes first only for 80..128.
 PREFILL_PREFERENCE: tuple[int, ...] = (128, 64, 32, 16)
+PREFILL_PREFERENCE_SMALL: tuple[int, ...] = (64, 128, 32, 16)
 
 
-def _width_class(dq_tile: int) -> str:
+def _width_class(dq_tile: int, lq: int = 0) -> str:
     if dq_tile <= 128:
-        return "le128"
+        return "le128_mid" if 64 < lq <= 96 else "le128"
     if dq_tile <= 256:
         return "le256"
     return "wide"
@@ -53,7 +62,7 @@ def extend_tile(spec: GpuSpec, lq: int, lv: int, elem_bytes: int = 2) -> Attenti
     """
     dmodel, dpe = qk_tile_width(lq)
     dq, dv = dmodel + dpe, qk_tile_width(lv)[0]
-    for block_m, block_n in EXTEND_PREFERENCE[_width_class(dq)]:
+    for block_m, block_n in EXTEND_PREFERENCE[_width_class(dq, lq)]:
         if attention_smem_bytes(block_m, block_n, dq, dv, elem_bytes) <= spec.smem_per_block_optin:
             return AttentionTile(block_m, block_n, extend_warps(lq), 1)
     raise ValueError(
@@ -65,7 +74,7 @@ def prefill_tile(spec: GpuSpec, lk: int, elem_bytes: int = 2) -> AttentionTile:
     """Square tile for SGLang's context (prefill) attention kernel
     (``prefill_attention.context_attention_fwd``, used by vision encoders)."""
     d = _pow2(lk)  # the prefill kernel pads the head dim to a power of two, no rope split
-    for block in PREFILL_PREFERENCE:
+    for block in PREFILL_PREFERENCE if 80 <= lk <= 128 else PREFILL_PREFERENCE_SMALL:
         if attention_smem_bytes(block, block, d, d, elem_bytes) <= spec.smem_per_block_optin:
             return AttentionTile(block, block, 4 if lk <= 64 else 8, 1)
     raise ValueError(f"no prefill-attention tile for head dim {lk} fits {spec.smem_per_block_optin} bytes")
