@@ -91,3 +91,11 @@ def test_moe_provider_uses_sglangs_choice(monkeypatch, tmp_path):
     assert len(items) == 4 and all(i.ok for i in items)
     # SGLang's default for M <= E is 16x32x64 and 64x64x32 above (fused_moe_triton_config.py)
     assert "M=1 up: 16x32x64" in items[0].config and "M=64 up: 64x64x32" in items[2].config
+
+
+def test_sglang_ships_tuned_files_for_the_4090():
+    shapes = checks.sglang_file_shapes(find_gpu(RTX_4090))
+    assert {(n.shape.E, n.shape.N, n.shape.dtype) for n in shapes} == {
+        (64, 640, "fp8_w8a8"),
+        (8, 3584, "fp8_w8a8"),
+    }

@@ -158,10 +158,9 @@ def sglang_file_shapes(spec: GpuSpec) -> list[NamedShape]:
             continue
         E, N, dtype = int(m.group(1)), int(m.group(2)), m.group(4)
         block = (int(m.group(5)), int(m.group(6))) if m.group(5) else None
-        shape = MoeShape(
-            f"sglang-file{E}x{N}", E, N, FILE_SHAPE_K, 8 if E >= 16 else 2, dtype, block, bool(m.group(7))
-        )
-        seen.setdefault((E, N, dtype, block, shape.per_channel_quant), shape)
+        topk = 8 if E >= 16 else 2
+        named = _named("sglang-file", E, N, FILE_SHAPE_K, topk, dtype, block, bool(m.group(7)))
+        seen.setdefault((E, N, dtype, block, bool(m.group(7))), named)
     return list(seen.values())
 
 
