@@ -16,6 +16,8 @@ logger = logging.getLogger("sglang_consumer_gpu")
 
 BUILTIN_PATCH_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.patches.moe_config",
+    "sglang_consumer_gpu.patches.attention_extend",
+    "sglang_consumer_gpu.patches.attention_prefill",
     "sglang_consumer_gpu.patches.int8_scaled_mm",
 )
 
