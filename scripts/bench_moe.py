@@ -220,10 +220,19 @@ class Bench:
     """Everything that touches the GPU; SGLang's kernel module is ``self.fmk``."""
 
     def __init__(self) -> None:
-        sys.path.insert(0, str(REPO / "scripts" / "device"))
-        import sglang.kernels.ops.moe.fused_moe_triton_kernels as fmk
-        import sglang_env  # noqa: F401  (sets up SGLang's real kernel files)
+        import importlib
+        import importlib.metadata
+
         import torch
+
+        sys.path.insert(0, str(REPO / "scripts" / "device"))
+        try:
+            importlib.metadata.version("sglang")
+        except importlib.metadata.PackageNotFoundError:
+            # The device machine: SGLang's own files from the carry (spawned workers
+            # inherit the carry on sys.path, so test for an installed SGLang, not a module).
+            importlib.import_module("sglang_env")
+        fmk = importlib.import_module("sglang.kernels.ops.moe.fused_moe_triton_kernels")
 
         self.torch = torch
         self.fmk = fmk
@@ -239,10 +248,13 @@ class Bench:
         torch.backends.cuda.matmul.allow_tf32 = False
 
     # -- data
-    def make_case(self, case: dict[str, Any], dtype: str | None, seed: int = 0) -> dict[str, Any]:
+    def make_case(
+        self, case: dict[str, Any], dtype: str | None, seed: int = 0, experts: int | None = None
+    ) -> dict[str, Any]:
+        """Weights for ``case``; ``experts=1`` for compile warm-up (same strides, less memory)."""
         t = self.torch
         g = t.Generator(device="cuda").manual_seed(seed)
-        E, N, K = case["E"], case["N"], case["K"]
+        E, N, K = experts or case["E"], case["N"], case["K"]
         w1 = t.randn(E, 2 * N, K, device="cuda", dtype=t.bfloat16, generator=g) / math.sqrt(K)
         w2 = t.randn(E, K, N, device="cuda", dtype=t.bfloat16, generator=g) / math.sqrt(N)
         d: dict[str, Any] = {"case": case, "dtype": dtype}
@@ -264,6 +276,8 @@ class Bench:
         x = t.randn(M, case["K"], device="cuda", dtype=t.bfloat16, generator=g)
         logits = t.randn(M, case["E"], device="cuda", generator=g)
         weights, ids = t.topk(t.softmax(logits, dim=-1), case["topk"], dim=-1)
+        if d["w1"].shape[0] == 1:  # warm-up weights: every token to expert 0 (buffer sizes as for E)
+            ids = t.zeros_like(ids)
         inter = t.randn(M * case["topk"], case["N"], device="cuda", dtype=t.bfloat16, generator=g)
         inp = {"M": M, "topk_ids": ids.to(t.int32), "topk_weights": weights.float().contiguous()}
         if d["dtype"] == "fp8_w8a8":
@@ -345,20 +359,30 @@ class Bench:
         if skip_above_us is not None and est * 1000 > skip_above_us:
             return -est * 1000
         reps = int(min(max(target_ms / est, 1), 25))
-        graph = t.cuda.CUDAGraph()
-        with t.cuda.graph(graph):
-            for _ in range(reps):
-                go()
-        graph.replay()
-        t.cuda.synchronize()
         times = []
-        for _ in range(3):
-            s.record()
+        try:
+            graph = t.cuda.CUDAGraph()
+            with t.cuda.graph(graph):
+                for _ in range(reps):
+                    go()
             graph.replay()
-            e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e) * 1000 / reps)
-        del graph
+            t.cuda.synchronize()
+            for _ in range(3):
+                s.record()
+                graph.replay()
+                e.record()
+                e.synchronize()
+                times.append(s.elapsed_time(e) * 1000 / reps)
+            del graph
+        except RuntimeError:  # capture refused: eager timing (launch gaps included)
+            t.cuda.synchronize()
+            for _ in range(3):
+                s.record()
+                for _ in range(reps):
+                    go()
+                e.record()
+                e.synchronize()
+                times.append(s.elapsed_time(e) * 1000 / reps)
         return statistics.median(times)
 
     def check(self, d: dict[str, Any], inp: dict[str, Any], go: Any) -> float:
@@ -394,40 +418,54 @@ class Bench:
         return max(errs)
 
 
-def _warm_worker(args: tuple[str, list[tuple[int, int, dict[str, Any]]]]) -> int:
-    """Compile (by running once) a share of the configs, filling Triton's disk cache."""
+def _warm_worker(args: tuple[str, list[tuple[int, int, dict[str, Any]]]]) -> list[tuple[int, str]]:
+    """Compile (by running once) a share of the configs, filling Triton's disk cache.
+    Returns the (case, config) pairs Triton could not compile here."""
     plan_path, jobs = args
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # Triton's C++ pass manager dumps whole MLIR modules on a failed compile
     b = Bench()
     doc = json.loads(Path(plan_path).read_text())
-    done = 0
+    failed: list[tuple[int, str]] = []
     cache: dict[int, Any] = {}
     for ci, M, cfg in jobs:
         c = doc["cases"][ci]
+        if (ci, cfg_key(cfg)) in failed:
+            continue
         if ci not in cache:
             cache.clear()
-            cache[ci] = b.make_case(c, c["dtype"])
+            b.torch.cuda.empty_cache()
+            cache[ci] = b.make_case(c, c["dtype"], experts=1)
         d = cache[ci]
         inp = b.make_inputs(d, M, seed=1)
         try:
             b.runner(d, inp, cfg)()
-            done += 1
         except Exception as exc:
-            print(f"warm failed {c['name']} {cfg}: {type(exc).__name__}: {exc}"[:300], flush=True)
+            failed.append((ci, cfg_key(cfg)))
+            print(
+                f"compile failed on this Triton: {c['name']} {cfg_key(cfg)}: {type(exc).__name__}", flush=True
+            )
+        del inp
     b.torch.cuda.synchronize()
-    return done
+    return failed
 
 
-def _parallel_warm(plan_path: Path, jobs: list[tuple[int, int, dict[str, Any]]], workers: int) -> None:
+def _parallel_warm(
+    plan_path: Path, jobs: list[tuple[int, int, dict[str, Any]]], workers: int
+) -> set[tuple[int, str]]:
     import multiprocessing as mp
 
     if not jobs:
-        return
+        return set()
     jobs = sorted(jobs, key=lambda j: (j[0], cfg_key(j[2]), j[1]))
     chunks = [jobs[i::workers] for i in range(workers)]
     chunks = [sorted(c, key=lambda j: j[0]) for c in chunks if c]
     ctx = mp.get_context("spawn")
+    failed: set[tuple[int, str]] = set()
     with ctx.Pool(len(chunks)) as pool:
-        pool.map(_warm_worker, [(str(plan_path), c) for c in chunks])
+        for part in pool.imap_unordered(_warm_worker, [(str(plan_path), c) for c in chunks]):
+            failed.update(tuple(x) for x in part)
+    return failed
 
 
 def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | None) -> None:
@@ -460,8 +498,13 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         if k not in seen:
             seen.add(k)
             uniq.append(j)
-    _parallel_warm(plan_path, uniq, workers)
-    print(f"warm-up: {len(uniq)} launches compiled in {time.time() - t0:.0f} s", flush=True)
+    failed = _parallel_warm(plan_path, uniq, workers)
+    results["compile_failed_on_device"] = sorted(f"{doc['cases'][ci]['name']}|{k}" for ci, k in failed)
+    print(
+        f"warm-up: {len(uniq)} launches in {time.time() - t0:.0f} s; {len(failed)} failed to compile",
+        flush=True,
+    )
+    _burn_in(b)
     refine: list[tuple[int, int, dict[str, Any]]] = []
     pending: list[dict[str, Any]] = []
     for ci in case_ids:
@@ -481,6 +524,8 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
             best_us = math.inf
             for cfg in c["space"]:
                 cfg = {k: v for k, v in cfg.items() if k in KEYS}
+                if (ci, cfg_key(cfg)) in failed:
+                    continue
                 try:
                     us = b.time_cfg(b.runner(d, inp, cfg), skip_above_us=2.0 * best_us)
                 except Exception as exc:
@@ -494,8 +539,12 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
             named = {}
             for name in ("default", "heuristic"):
                 cfg = p[name]
-                go = b.runner(d, inp, cfg)
-                named[name] = {"config": cfg, "us": b.time_cfg(go), "rel_err": b.check(d, inp, go)}
+                try:
+                    go = b.runner(d, inp, cfg)
+                    named[name] = {"config": cfg, "us": b.time_cfg(go), "rel_err": b.check(d, inp, go)}
+                except Exception as exc:
+                    print(f"{name} {cfg} failed: {type(exc).__name__}: {exc}"[:300], flush=True)
+                    named[name] = {"config": cfg, "us": math.inf, "rel_err": None, "error": str(exc)[:300]}
             top = sorted(timings, key=timings.get)[:3]
             pr = {"M": M, "space_us": timings, "skipped_eager_us": skipped, "top3": top, **named}
             cres["points"].append(pr)
@@ -517,7 +566,8 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         _dump(results, out)
     # 2. GROUP_SIZE_M refinement of the three fastest configs per point.
     if time.time() - t0 < budget_s:
-        _parallel_warm(plan_path, refine, workers)
+        failed |= _parallel_warm(plan_path, refine, workers)
+        refine = [r for r in refine if (r[0], cfg_key(r[2])) not in failed]
         for item in pending:
             ci, cres = item["ci"], item["res"]
             c = doc["cases"][ci]
@@ -550,6 +600,117 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         print(f"plot failed: {exc}")
 
 
+def _burn_in(b: Bench, seconds: float = 2.0) -> None:
+    """Bring the GPU to its working clock before timing (it idles at a few hundred MHz)."""
+    t = b.torch
+    a = t.randn(8192, 8192, device="cuda", dtype=t.bfloat16)
+    end = time.time() + seconds
+    while time.time() < end:
+        a @ a
+        t.cuda.synchronize()
+
+
+def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
+    """Second run: the current heuristic against the fastest configs of the exhaustive run.
+
+    Per point it times, in one run: SGLang's RTX-4090 default, the heuristic as
+    the code now chooses it, the previous run's best and five fastest configs,
+    and (for M <= 64, where the first run's early-exit skipped configs whose
+    eager launch was slow) every space config with BLOCK_SIZE_M <= 32. "best"
+    is the fastest sm_89-feasible config timed in this run.
+    """
+    sys.path.insert(0, str(REPO))
+    from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.moe.heuristic import heuristic_config
+    from sglang_consumer_gpu.moe.shape import MoeShape
+
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(plan_path.read_text())
+    prev = json.loads(previous.read_text())
+    spec = find_gpu("NVIDIA GeForce RTX 4090")
+    b = Bench()
+    import torch
+    import triton
+
+    todo: list[dict[str, Any]] = []
+    jobs = []
+    for ci, c in enumerate(doc["cases"]):
+        pc = next(x for x in prev["cases"] if x["name"] == c["name"] and x["dtype"] == c["dtype"])
+        shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
+        for p, pp in zip(c["points"], pc["points"], strict=True):
+            M = p["M"]
+            cands = {cfg_key(p["default"]): p["default"]}
+            h = heuristic_config(M, shape, spec)
+            cands[cfg_key(h)] = h
+            ranked = sorted(pp["space_us"], key=pp["space_us"].get)[:5]
+            for k in [*ranked, cfg_key(pp["best"]["config"])]:
+                cands[k] = _parse_key(k)
+            if M <= 64:
+                for cfg in c["space"]:
+                    if cfg["BLOCK_SIZE_M"] <= 32:
+                        cfg = {k: cfg[k] for k in KEYS}
+                        cands[cfg_key(cfg)] = cfg
+            todo.append(
+                {"ci": ci, "M": M, "cands": cands, "heuristic": cfg_key(h), "default": cfg_key(p["default"])}
+            )
+            jobs += [(ci, M, cfg) for cfg in cands.values()]
+    failed = _parallel_warm(plan_path, jobs, workers)
+    print(f"warm-up: {len(jobs)} launches in {time.time() - t0:.0f} s; {len(failed)} failed", flush=True)
+    _burn_in(b)
+    results: dict[str, Any] = {
+        "mode": "confirm",
+        "device": torch.cuda.get_device_name(),
+        "triton_device": triton.__version__,
+        "torch_device": torch.__version__,
+        "previous": previous.name,
+        "cases": [],
+    }
+    by_case: dict[int, dict[str, Any]] = {}
+    for item in todo:
+        ci, M = item["ci"], item["M"]
+        c = doc["cases"][ci]
+        if ci not in by_case:
+            for old in by_case.values():
+                old.pop("_d", None)
+            torch.cuda.empty_cache()
+            cres = {k: c[k] for k in ("name", "E", "N", "K", "topk", "dtype")}
+            cres.update(space_size=len(c["space"]), points=[], _d=b.make_case(c, c["dtype"]))
+            by_case[ci] = cres
+            results["cases"].append(cres)
+        cres = by_case[ci]
+        d = cres["_d"]
+        inp = b.make_inputs(d, M, seed=M)
+        timings = {}
+        for k, cfg in item["cands"].items():
+            if (ci, k) in failed:
+                continue
+            try:
+                timings[k] = b.time_cfg(b.runner(d, inp, cfg))
+            except Exception as exc:
+                print(f"{c['name']} M={M} {k} failed: {type(exc).__name__}"[:200], flush=True)
+        best = min(timings, key=timings.get)
+        pr = {"M": M, "space_us": timings}
+        for name, k in (("default", item["default"]), ("heuristic", item["heuristic"]), ("best", best)):
+            cfg = item["cands"][k]
+            pr[name] = {"config": cfg, "us": timings[k], "rel_err": b.check(d, inp, b.runner(d, inp, cfg))}
+        cres["points"].append(pr)
+        print(
+            f"{c['name']:>17} {c['dtype'] or 'bf16':>8} M={M:>5}: best {timings[best]:.1f} us "
+            f"heur {pr['heuristic']['us']:.1f} default {pr['default']['us']:.1f} ({len(timings)} configs)",
+            flush=True,
+        )
+    for cres in results["cases"]:
+        cres.pop("_d", None)
+    results["wall_s"] = time.time() - t0
+    (out / "moe_bench_confirm.json").write_text(json.dumps(results, indent=1))
+    print(report_table(results))
+    try:
+        plot(results, out / "moe_bench_confirm.png")
+    except Exception as exc:
+        print(f"plot failed: {exc}")
+
+
 def _oracle_check_device(results: dict[str, Any]) -> dict[str, Any]:
     """The winners, heuristic and default configs, compiled for sm_89 under THIS Triton (3.6)."""
     out: dict[str, Any] = {}
@@ -570,7 +731,7 @@ def _oracle_check_device(results: dict[str, Any]) -> dict[str, Any]:
                     key = f"{cres['name']}|{cres['dtype']}|{cfg_key(cfg)}"
                     if key in out:
                         continue
-                    sh = max(_direct(spec, shape, 64, cfg, down) for down in (False, True))
+                    sh = max(_direct(spec, shape, 64, cfg, down).shared for down in (False, True))
                     out[key] = {"shared_sm89": sh, "fits": sh <= spec.smem_per_block_optin}
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -692,6 +853,11 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=15)
     r.add_argument("--budget-s", type=float, default=500)
     r.add_argument("--only", help="run only cases whose name contains this")
+    cf = sub.add_parser("confirm")
+    cf.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
+    cf.add_argument("--previous", type=Path, default=REPO / "results" / "moe_bench.json")
+    cf.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
+    cf.add_argument("--workers", type=int, default=15)
     rep = sub.add_parser("report")
     rep.add_argument("results", type=Path)
     rep.add_argument("--plot", type=Path)
@@ -700,6 +866,8 @@ def main() -> None:
         plan(a.out, a.jobs)
     elif a.cmd == "run":
         run(a.plan, a.out, a.workers, a.budget_s, a.only)
+    elif a.cmd == "confirm":
+        confirm(a.plan, a.previous, a.out, a.workers)
     else:
         res = json.loads(a.results.read_text())
         print(report_table(res))

@@ -25,7 +25,6 @@ Pure function of its arguments; cached per (batch bucket, shape, GPU).
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
@@ -33,6 +32,11 @@ from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.moe.smem import estimate_shared
 
 _MAX_STAGES = 5
+#: Expected tokens per active expert at which the regimes change (calibrated
+#: on SGLang's own kernel over the sm_89-feasible space, scripts/bench_moe.py).
+SMALL_TOKENS = 12
+LARGE_TOKENS = 40
+HUGE_TOKENS = 256
 
 
 def batch_bucket(M: int) -> int:
@@ -79,55 +83,43 @@ def _shrink_to_fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stag
             return {**cfg, "num_stages": 2}
 
 
-def _blocks(M: int, shape: MoeShape, bm: int, n_out: int, bn: int) -> float:
-    routed = M * shape.topk
-    active = expected_active_experts(routed, shape.E)
-    per_expert = routed / active
-    return active * math.ceil(per_expert / bm) * math.ceil(n_out / bn)
-
-
 @functools.lru_cache(maxsize=4096)
 def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, int], ...]:
     M = bucket
     wide = shape.dtype in (None, "float32", "int8_w8a16", "int4_w4a16")  # 2-byte A operand
     routed = M * shape.topk
     per_expert = routed / expected_active_experts(routed, shape.E)
-    sms = max(spec.sm_count, 1)
 
-    if per_expert <= 16:
-        # Memory-bound: stream each active expert's weights once.
-        bm = 16
-        bk = 128 if wide else 256
-        bn = 64
-        warps = 4
-        max_stages = _MAX_STAGES
-        group = 1
-    elif per_expert < 96:
-        bm = _pow2_at_least(per_expert, 16, 64)
-        bk = 64 if wide else 128
-        bn = 64 if bm <= 32 else 128
-        warps = 4
-        max_stages = 4
-        group = 1
+    if per_expert <= SMALL_TOKENS:
+        # Memory-bound: each active expert's weights are streamed once; the
+        # smallest M tile wastes nothing, a narrow N tile gives every SM work
+        # (there is no split-K), and a deep pipeline keeps loads in flight.
+        # A 256-byte K run per row of B for both widths (128 x 2 B, 256 x 1 B).
+        bm, bn, warps, group = 16, 32, 4, 1
+        bk, max_stages = (128, _MAX_STAGES) if wide else (256, 4)
+    elif per_expert < LARGE_TOKENS:
+        # Transition: tiles as tall as the tokens an expert gets, wide enough
+        # to amortise reading A; 16-bit wants a wide N tile, 8-bit (half the
+        # bytes per element) a square one with a deep pipeline.
+        if wide:
+            bm, bn, bk, max_stages = 32, 128, 128, 2
+        else:
+            bm, bn, bk, max_stages = 64, 64, 128, _MAX_STAGES
+        warps, group = 4, 1
     else:
-        # Compute-bound: big tiles, deep pipeline.
-        bm = 128
+        # Compute-bound: 128-row tiles, 8 warps, a 3-stage pipeline (deeper
+        # pipelines fit but starve the tile of registers); 256-wide N once
+        # every expert has hundreds of rows, grouped launch order for L2 reuse.
+        bm, warps, max_stages = 128, 8, 3
+        bn = 256 if per_expert >= HUGE_TOKENS else 128
         bk = 64 if wide else 128
-        bn = 128
-        warps = 8
-        max_stages = 4
-        group = 16
+        group = 16 if per_expert >= HUGE_TOKENS else 1
 
     if shape.block_shape is not None and all(shape.block_shape):
         qk = shape.block_shape[1]
         while bk > 16 and qk % bk:
             bk //= 2
         bk = min(bk, qk)
-
-    # Enough blocks for every SM on both GEMMs (w1: 2N outputs, w2: K outputs).
-    n_min = min(2 * shape.N, shape.K)
-    while bn > 32 and _blocks(M, shape, bm, n_min, bn) < 2 * sms:
-        bn //= 2
 
     cfg = {
         "BLOCK_SIZE_M": bm,
@@ -137,7 +129,7 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         "num_warps": warps,
     }
     cfg = _shrink_to_fit(cfg, shape, spec, max_stages)
-    if cfg["BLOCK_SIZE_M"] * cfg["BLOCK_SIZE_N"] < 128 * 128 and cfg["num_warps"] == 8:
+    if cfg["BLOCK_SIZE_M"] * cfg["BLOCK_SIZE_N"] < 64 * 128 and cfg["num_warps"] == 8:
         cfg["num_warps"] = 4
     return tuple(cfg.items())
 

@@ -10,10 +10,13 @@ aligned), for both GEMMs of the layer, and returns the larger number.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.moe.shape import MoeShape
+
+logger = logging.getLogger("sglang_consumer_gpu.moe")
 
 
 def _freeze(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -31,24 +34,57 @@ def _oracle_shared(spec: GpuSpec, shape: MoeShape, M: int, frozen: tuple[tuple[s
     try:
         from sglang_consumer_gpu.oracle.kernels.moe import moe_resources
     except ImportError:
-        return max(_direct(spec, shape, M, config, down) for down in (False, True))
-    res = moe_resources(
-        spec,
-        E=shape.E,
-        N=shape.N,
-        K=shape.K,
-        topk=shape.topk,
-        M=M,
-        dtype=shape.dtype,
-        block_shape=list(shape.block_shape) if shape.block_shape else None,
-        config=config,
-        per_channel_quant=shape.per_channel_quant,
-    )
+        return _direct_both(spec, shape, M, config)
+    try:
+        res = moe_resources(
+            spec,
+            E=shape.E,
+            N=shape.N,
+            K=shape.K,
+            topk=shape.topk,
+            M=M,
+            dtype=shape.dtype,
+            block_shape=list(shape.block_shape) if shape.block_shape else None,
+            config=config,
+            per_channel_quant=shape.per_channel_quant,
+        )
+    except Exception as exc:  # the spec cannot dry-run this variant: compile the kernel directly
+        logger.debug(
+            "moe_resources failed for %s (%s); compiling fused_moe_kernel directly", shape.label, exc
+        )
+        return _direct_both(spec, shape, M, config)
     items = res if isinstance(res, (list, tuple)) else [res]
     return max(int(r.shared) for r in items)
 
 
-def _direct(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any], down: bool) -> int:
+def _direct_both(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int:
+    return max(_direct(spec, shape, M, config, down).shared for down in (False, True))
+
+
+def resources_both(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> list[Any]:
+    """``Resources`` of the up and the down GEMM for ``config`` (for ``check``)."""
+    try:
+        from sglang_consumer_gpu.oracle.kernels.moe import moe_resources_both
+
+        both = moe_resources_both(
+            spec,
+            E=shape.E,
+            N=shape.N,
+            K=shape.K,
+            topk=shape.topk,
+            M=M,
+            dtype=shape.dtype,
+            block_shape=list(shape.block_shape) if shape.block_shape else None,
+            config=config,
+            per_channel_quant=shape.per_channel_quant,
+        )
+        return list(both.values())
+    except Exception as exc:
+        logger.debug("moe_resources_both failed for %s (%s); compiling directly", shape.label, exc)
+        return [_direct(spec, shape, M, config, down) for down in (False, True)]
+
+
+def _direct(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any], down: bool) -> Any:
     import torch
     import triton.language as tl
     from sglang.kernels.ops.moe.fused_moe_triton_kernels import fused_moe_kernel
@@ -127,4 +163,4 @@ def _direct(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any], down
         FUSE_SWIGLU=False,
         **kw,
     )
-    return res.shared
+    return res
