@@ -43,7 +43,14 @@ def test_every_bundled_entry_fits_by_the_oracle():
         bs = tuple(meta["block_shape"]) if meta["block_shape"] else None
         shape = MoeShape(64, 1024, 4096, 8, meta["dtype"], bs, meta["per_channel_quant"])
         for cfg in json.loads((BUNDLED_DIR / name).read_text()).values():
-            key = (spec.arch, spec.smem_per_block_optin, meta["dtype"], bs, meta["per_channel_quant"], json.dumps(cfg, sort_keys=True))
+            key = (
+                spec.arch,
+                spec.smem_per_block_optin,
+                meta["dtype"],
+                bs,
+                meta["per_channel_quant"],
+                json.dumps(cfg, sort_keys=True),
+            )
             seen.setdefault(key, (spec, shape, cfg, name))
     fails = []
     for spec, shape, cfg, name in seen.values():
@@ -51,3 +58,14 @@ def test_every_bundled_entry_fits_by_the_oracle():
         if shared > spec.smem_per_block_optin:
             fails.append((name, cfg, shared))
     assert not fails, fails
+
+
+def test_check_provider_zero_fails_rtx_3090():
+    """The `check` provider's items for a GPU compile and fit (RTX 3090: few items, no fp8 on sm_86)."""
+    from sglang_consumer_gpu.moe.checks import check_items
+    from sglang_consumer_gpu.oracle.checks import expand
+
+    items = list(check_items(find_gpu("RTX 3090"), full=False))
+    assert items
+    results = [r for it in items for r in expand(it, "moe")]
+    assert all(r.ok for r in results), [(r.config, r.error) for r in results if not r.ok]
