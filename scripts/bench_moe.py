@@ -29,6 +29,13 @@ Commands::
     python scripts/bench_moe.py plan --out results/moe_bench_plan.json
     python scripts/bench_moe.py run --plan results/moe_bench_plan.json --out $OUT      # on the device
     python scripts/bench_moe.py report results/moe_bench.json
+
+Held-out shapes (``--shapes NAME[,NAME]`` from :data:`SHAPES`, or ``heldout``; default: the
+three shapes the heuristic was calibrated on)::
+
+    python scripts/bench_moe.py plan --shapes heldout --prove-per-shape --out results/moe_bench_heldout_plan.json
+    python scripts/bench_moe.py run --plan results/moe_bench_heldout_plan.json --out $OUT \
+        --stem moe_bench_heldout --small-m-full --warm-budget-s 220 --budget-s 370   # on the device
 """
 
 from __future__ import annotations
@@ -45,12 +52,44 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = (
-    {"name": "Qwen3-30B-A3B", "E": 128, "N": 768, "K": 2048, "topk": 8},
-    {"name": "DeepSeek-V2-Lite", "E": 64, "N": 1408, "K": 2048, "topk": 6},
-    {"name": "Mixtral-8x7B-TP2", "E": 8, "N": 7168, "K": 4096, "topk": 2},
-)
 DTYPES = (None, "fp8_w8a8")
+#: Every shape the benchmark knows: E experts, N = per-GPU intermediate size (the ``N=`` of
+#: SGLang's config file names), K = hidden size, top-k; ``dtypes`` (None = bf16) to time.
+#: The first three calibrated the heuristic (in-sample); the rest are held out from it.
+#: Held-out values are from the models' config.json: Qwen3-235B-A22B hidden_size 4096,
+#: moe_intermediate_size 1536, num_experts 128, num_experts_per_tok 8 (TP4: 1536/4);
+#: GLM-4.5-Air hidden_size 4096, moe_intermediate_size 1408, n_routed_experts 128,
+#: num_experts_per_tok 8 (TP2: 1408/2); gpt-oss-20b hidden_size 2880, intermediate_size
+#: 2880, num_local_experts 32, num_experts_per_tok 4 (bf16 weights, expert biases omitted).
+SHAPES = {
+    "Qwen3-30B-A3B": {"E": 128, "N": 768, "K": 2048, "topk": 8, "dtypes": DTYPES},
+    "DeepSeek-V2-Lite": {"E": 64, "N": 1408, "K": 2048, "topk": 6, "dtypes": DTYPES},
+    "Mixtral-8x7B-TP2": {"E": 8, "N": 7168, "K": 4096, "topk": 2, "dtypes": DTYPES},
+    "Qwen3-235B-A22B-TP4": {"E": 128, "N": 384, "K": 4096, "topk": 8, "dtypes": DTYPES},
+    "GLM-4.5-Air-TP2": {"E": 128, "N": 704, "K": 4096, "topk": 8, "dtypes": DTYPES},
+    "gpt-oss-20b": {"E": 32, "N": 2880, "K": 2880, "topk": 4, "dtypes": (None,)},
+}
+DEFAULT_SHAPES = ("Qwen3-30B-A3B", "DeepSeek-V2-Lite", "Mixtral-8x7B-TP2")
+HELDOUT_SHAPES = ("Qwen3-235B-A22B-TP4", "GLM-4.5-Air-TP2", "gpt-oss-20b")
+
+
+def select_shapes(names: str | None) -> list[dict[str, Any]]:
+    """``NAME[,NAME]`` from :data:`SHAPES` (``heldout`` = the held-out three); None = the default three."""
+    wanted: list[str] = []
+    for name in (names or ",".join(DEFAULT_SHAPES)).split(","):
+        name = name.strip()
+        if name == "heldout":
+            wanted += HELDOUT_SHAPES
+        elif name in SHAPES:
+            wanted.append(name)
+        elif name:
+            raise SystemExit(f"unknown shape {name!r}; choose from: {', '.join(SHAPES)}, heldout")
+    return [
+        {"name": n, **{k: v for k, v in SHAPES[n].items() if k != "dtypes"}} for n in dict.fromkeys(wanted)
+    ]
+
+
+CASES = tuple(select_shapes(None))
 GRID = (1, 4, 16, 64, 256, 1024, 4096)
 KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
 
@@ -128,7 +167,12 @@ def _publish_exec() -> None:
             publish()
 
 
-def plan(out: Path, jobs: int) -> None:
+def plan(out: Path, jobs: int, shapes: str | None = None, prove_per_shape: bool = False) -> None:
+    """Write the plan for ``shapes`` (see :func:`select_shapes`).
+
+    By default each (dtype, config) is proven once, on the Qwen3-30B-A3B shape;
+    ``prove_per_shape`` proves it on every timed shape instead (the kernel's
+    ``even_Ks`` and ``top_k`` constexprs follow the shape, so this is the stricter proof)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from sglang_consumer_gpu.hardware import find_gpu
@@ -152,36 +196,46 @@ def plan(out: Path, jobs: int) -> None:
     # Shared memory depends on the tile, dtype and pipeline, not on E/N/K/top_k (the
     # GEMM sizes are runtime arguments), so each (dtype, config) is proven once, on
     # the Qwen3-30B-A3B shape, for both GEMMs of the layer.
+    cases = select_shapes(shapes)
+    doc["prove_per_shape"] = prove_per_shape
     proven: dict[Any, list[dict[str, Any]]] = {}
-    for dtype in DTYPES:
-        shape = MoeShape(128, 768, 2048, 8, dtype)
-        cand = _two_deepest([c for c in space if estimate_shared(c, dtype) <= spec.smem_per_block_optin])
-        with ProcessPoolExecutor(jobs) as pool:
-            shared = list(pool.map(_oracle_worker, [(shape, c) for c in cand], chunksize=8))
-        proven[dtype] = [
-            {**c, "shared_sm89": sh, "estimate": estimate_shared(c, dtype)}
-            for c, sh in zip(cand, shared, strict=True)
-            if sh is not None and sh <= spec.smem_per_block_optin
-        ]
-        print(
-            f"{dtype or 'bf16'}: {len(proven[dtype])} of {len(cand)} candidates proven to fit sm_89",
-            flush=True,
-        )
-    for case in CASES:
-        for dtype in DTYPES:
+    cand_n: dict[Any, int] = {}
+    for case in cases:
+        for dtype in SHAPES[case["name"]]["dtypes"]:
+            key = (case["name"], dtype) if prove_per_shape else dtype
+            if key in proven:
+                continue
+            dims = (case["E"], case["N"], case["K"], case["topk"]) if prove_per_shape else (128, 768, 2048, 8)
+            shape = MoeShape(*dims, dtype)
+            cand = _two_deepest([c for c in space if estimate_shared(c, dtype) <= spec.smem_per_block_optin])
+            with ProcessPoolExecutor(jobs) as pool:
+                shared = list(pool.map(_oracle_worker, [(shape, c) for c in cand], chunksize=8))
+            proven[key] = [
+                {**c, "shared_sm89": sh, "estimate": estimate_shared(c, dtype)}
+                for c, sh in zip(cand, shared, strict=True)
+                if sh is not None and sh <= spec.smem_per_block_optin
+            ]
+            cand_n[key] = len(cand)
+            print(
+                f"{shape.label if prove_per_shape else dtype or 'bf16'}: {len(proven[key])} of "
+                f"{len(cand)} candidates proven to fit sm_89",
+                flush=True,
+            )
+    for case in cases:
+        for dtype in SHAPES[case["name"]]["dtypes"]:
             shape = MoeShape(case["E"], case["N"], case["K"], case["topk"], dtype)
-            feasible = proven[dtype]
-            cand = feasible
+            key = (case["name"], dtype) if prove_per_shape else dtype
+            feasible = proven[key]
             points = []
             for M in GRID:
                 d = sglang_default(spec, M, case, dtype)
                 h = heuristic_config(M, shape, spec)
                 points.append({"M": M, "default": d, "heuristic": h})
             doc["cases"].append(
-                {**case, "dtype": dtype, "space": feasible, "candidates": len(cand), "points": points}
+                {**case, "dtype": dtype, "space": feasible, "candidates": cand_n[key], "points": points}
             )
             print(
-                f"{case['name']} {dtype or 'bf16'}: {len(feasible)} of {len(cand)} candidates fit sm_89",
+                f"{case['name']} {dtype or 'bf16'}: {len(feasible)} of {cand_n[key]} candidates fit sm_89",
                 flush=True,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,23 +270,28 @@ def _oracle_worker(item: tuple[Any, dict[str, int]]) -> int | None:
 # ----------------------------------------------------------------------------- run (device)
 
 
+def _import_sglang_kernels() -> Any:
+    """SGLang's fused-MoE kernel module: installed SGLang here, the carry on the device."""
+    import importlib
+    import importlib.metadata
+
+    sys.path.insert(0, str(REPO / "scripts" / "device"))
+    try:
+        importlib.metadata.version("sglang")
+    except importlib.metadata.PackageNotFoundError:
+        # The device machine: SGLang's own files from the carry (spawned workers
+        # inherit the carry on sys.path, so test for an installed SGLang, not a module).
+        importlib.import_module("sglang_env")
+    return importlib.import_module("sglang.kernels.ops.moe.fused_moe_triton_kernels")
+
+
 class Bench:
     """Everything that touches the GPU; SGLang's kernel module is ``self.fmk``."""
 
     def __init__(self) -> None:
-        import importlib
-        import importlib.metadata
-
         import torch
 
-        sys.path.insert(0, str(REPO / "scripts" / "device"))
-        try:
-            importlib.metadata.version("sglang")
-        except importlib.metadata.PackageNotFoundError:
-            # The device machine: SGLang's own files from the carry (spawned workers
-            # inherit the carry on sys.path, so test for an installed SGLang, not a module).
-            importlib.import_module("sglang_env")
-        fmk = importlib.import_module("sglang.kernels.ops.moe.fused_moe_triton_kernels")
+        fmk = _import_sglang_kernels()
 
         self.torch = torch
         self.fmk = fmk
@@ -418,23 +477,28 @@ class Bench:
         return max(errs)
 
 
-def _warm_worker(args: tuple[str, list[tuple[int, int, dict[str, Any]]]]) -> list[tuple[int, str]]:
+def _warm_worker(
+    args: tuple[str, list[tuple[int, int, dict[str, Any]]], float | None],
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """Compile (by running once) a share of the configs, filling Triton's disk cache.
-    Returns the (case, config) pairs Triton could not compile here."""
-    plan_path, jobs = args
+    Returns the (case, config) pairs Triton could not compile here, and those not
+    reached before ``deadline`` (time.time())."""
+    plan_path, jobs, deadline = args
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)  # Triton's C++ pass manager dumps whole MLIR modules on a failed compile
     b = Bench()
     doc = json.loads(Path(plan_path).read_text())
     failed: list[tuple[int, str]] = []
-    cache: dict[int, Any] = {}
+    late: list[tuple[int, str]] = []
+    cache: dict[int, Any] = {}  # warm-up weights (one expert) of every case this worker meets
     for ci, M, cfg in jobs:
         c = doc["cases"][ci]
         if (ci, cfg_key(cfg)) in failed:
             continue
+        if deadline is not None and time.time() > deadline:
+            late.append((ci, cfg_key(cfg)))
+            continue
         if ci not in cache:
-            cache.clear()
-            b.torch.cuda.empty_cache()
             cache[ci] = b.make_case(c, c["dtype"], experts=1)
         d = cache[ci]
         inp = b.make_inputs(d, M, seed=1)
@@ -447,28 +511,72 @@ def _warm_worker(args: tuple[str, list[tuple[int, int, dict[str, Any]]]]) -> lis
             )
         del inp
     b.torch.cuda.synchronize()
-    return failed
+    return failed, late
 
 
 def _parallel_warm(
-    plan_path: Path, jobs: list[tuple[int, int, dict[str, Any]]], workers: int
-) -> set[tuple[int, str]]:
+    plan_path: Path,
+    jobs: list[tuple[int, int, dict[str, Any]]],
+    workers: int,
+    deadline: float | None = None,
+    first: set[tuple[int, str]] | None = None,
+) -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
+    """Warm the Triton cache in ``workers`` processes: (failed, not reached by ``deadline``).
+
+    All batch sizes and cases of one config go to the same worker, one after the
+    other, so a kernel variant two jobs share is compiled once (Triton's cache)
+    instead of concurrently by several workers. ``first``: (case, config) pairs
+    each worker compiles before the rest (default and heuristic)."""
     import multiprocessing as mp
 
     if not jobs:
-        return set()
-    jobs = sorted(jobs, key=lambda j: (j[0], cfg_key(j[2]), j[1]))
-    chunks = [jobs[i::workers] for i in range(workers)]
-    chunks = [sorted(c, key=lambda j: j[0]) for c in chunks if c]
+        return set(), set()
+    chunks = _warm_chunks(jobs, workers, first or set())
     ctx = mp.get_context("spawn")
     failed: set[tuple[int, str]] = set()
+    late: set[tuple[int, str]] = set()
     with ctx.Pool(len(chunks)) as pool:
-        for part in pool.imap_unordered(_warm_worker, [(str(plan_path), c) for c in chunks]):
-            failed.update(tuple(x) for x in part)
-    return failed
+        for f, lt in pool.imap_unordered(_warm_worker, [(str(plan_path), c, deadline) for c in chunks]):
+            failed.update(tuple(x) for x in f)
+            late.update(tuple(x) for x in lt)
+    return failed, late
 
 
-def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | None) -> None:
+def _warm_chunks(
+    jobs: list[tuple[int, int, dict[str, Any]]], workers: int, first: set[tuple[int, str]]
+) -> list[list[tuple[int, int, dict[str, Any]]]]:
+    """One list of jobs per worker; every job of one config in the same list."""
+    groups: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+    for j in jobs:
+        groups.setdefault(cfg_key(j[2]), []).append(j)
+    # biggest tiles (slowest compiles) first, dealt in snake order for balance
+    order = sorted(groups, key=lambda k: (-math.prod(_parse_key(k)[x] for x in KEYS[:3]), k))
+    chunks: list[list[tuple[int, int, dict[str, Any]]]] = [[] for _ in range(workers)]
+    for i, k in enumerate(order):
+        r = i % (2 * workers)
+        chunks[r if r < workers else 2 * workers - 1 - r].extend(
+            sorted(groups[k], key=lambda j: (j[0], j[1]))
+        )
+    return [sorted(c, key=lambda j: (j[0], cfg_key(j[2])) not in first) for c in chunks if c]
+
+
+def run(
+    plan_path: Path,
+    out: Path,
+    workers: int,
+    budget_s: float,
+    only: str | None,
+    stem: str = "moe_bench",
+    small_m_full: bool = False,
+    warm_budget_s: float | None = None,
+) -> None:
+    """Exhaustive run over the plan's pruned space (see the module docstring).
+
+    ``small_m_full``: at M <= 64 time every BLOCK_SIZE_M <= 32 config as a CUDA
+    graph, without the early exit (an eager launch above twice the best so far),
+    which at small M skips configs for launch overhead (what ``confirm`` re-timed).
+    ``warm_budget_s``: space configs not compiled by then are left out (recorded);
+    default and heuristic are compiled first and always timed."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     doc = json.loads(plan_path.read_text())
@@ -481,6 +589,9 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         "triton_device": triton.__version__,
         "torch_device": torch.__version__,
         "plan": {k: doc[k] for k in ("created", "triton_plan", "sglang", "grid", "space_rule")},
+        "plan_file": plan_path.name,
+        "prove_per_shape": doc.get("prove_per_shape", False),
+        "small_m_full": small_m_full,
         "cases": [],
     }
     case_ids = [i for i, c in enumerate(doc["cases"]) if not only or only in c["name"]]
@@ -498,12 +609,25 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         if k not in seen:
             seen.add(k)
             uniq.append(j)
-    failed = _parallel_warm(plan_path, uniq, workers)
+    named = {
+        (ci, cfg_key(p[n]))
+        for ci in case_ids
+        for p in doc["cases"][ci]["points"]
+        for n in ("default", "heuristic")
+    }
+    deadline = t0 + warm_budget_s if warm_budget_s else None
+    failed, late = _parallel_warm(plan_path, uniq, workers, deadline, named)
     results["compile_failed_on_device"] = sorted(f"{doc['cases'][ci]['name']}|{k}" for ci, k in failed)
+    results["not_warmed_in_time"] = sorted(
+        f"{doc['cases'][ci]['name']}|{doc['cases'][ci]['dtype']}|{k}" for ci, k in late
+    )
+    results["warm_s"] = time.time() - t0
     print(
-        f"warm-up: {len(uniq)} launches in {time.time() - t0:.0f} s; {len(failed)} failed to compile",
+        f"warm-up: {len(uniq)} launches in {time.time() - t0:.0f} s; {len(failed)} failed to compile; "
+        f"{len(late)} (case, config) not reached in time",
         flush=True,
     )
+    failed |= late
     _burn_in(b)
     refine: list[tuple[int, int, dict[str, Any]]] = []
     pending: list[dict[str, Any]] = []
@@ -526,8 +650,9 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
                 cfg = {k: v for k, v in cfg.items() if k in KEYS}
                 if (ci, cfg_key(cfg)) in failed:
                     continue
+                full = small_m_full and M <= 64 and cfg["BLOCK_SIZE_M"] <= 32
                 try:
-                    us = b.time_cfg(b.runner(d, inp, cfg), skip_above_us=2.0 * best_us)
+                    us = b.time_cfg(b.runner(d, inp, cfg), skip_above_us=None if full else 2.0 * best_us)
                 except Exception as exc:
                     print(f"{c['name']} M={M} {cfg_key(cfg)} failed: {exc}"[:300], flush=True)
                     continue
@@ -563,10 +688,11 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
         results["cases"].append(cres)
         del d
         torch.cuda.empty_cache()
-        _dump(results, out)
+        _dump(results, out, stem)
     # 2. GROUP_SIZE_M refinement of the three fastest configs per point.
     if time.time() - t0 < budget_s:
-        failed |= _parallel_warm(plan_path, refine, workers)
+        f, lt = _parallel_warm(plan_path, refine, workers, t0 + budget_s)
+        failed |= f | lt
         refine = [r for r in refine if (r[0], cfg_key(r[2])) not in failed]
         for item in pending:
             ci, cres = item["ci"], item["res"]
@@ -590,12 +716,12 @@ def run(plan_path: Path, out: Path, workers: int, budget_s: float, only: str | N
             if "best" not in pr and pr["space_us"]:
                 best = min(pr["space_us"], key=pr["space_us"].get)
                 pr["best"] = {"config": _parse_key(best), "us": pr["space_us"][best], "rel_err": None}
-    results["oracle_triton_device"] = _oracle_check_device(results)
+    results["oracle_triton_device"] = _oracle_check_device(results, workers)
     results["wall_s"] = time.time() - t0
-    _dump(results, out)
+    _dump(results, out, stem)
     print(report_table(results))
     try:
-        plot(results, out / "moe_bench.png")
+        plot(results, out / f"{stem}.png")
     except Exception as exc:
         print(f"plot failed: {exc}")
 
@@ -655,7 +781,7 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
                 {"ci": ci, "M": M, "cands": cands, "heuristic": cfg_key(h), "default": cfg_key(p["default"])}
             )
             jobs += [(ci, M, cfg) for cfg in cands.values()]
-    failed = _parallel_warm(plan_path, jobs, workers)
+    failed, _ = _parallel_warm(plan_path, jobs, workers)
     print(f"warm-up: {len(jobs)} launches in {time.time() - t0:.0f} s; {len(failed)} failed", flush=True)
     _burn_in(b)
     results: dict[str, Any] = {
@@ -711,28 +837,45 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
         print(f"plot failed: {exc}")
 
 
-def _oracle_check_device(results: dict[str, Any]) -> dict[str, Any]:
+def _oracle_device_worker(item: tuple[tuple[int, int, int, int, str | None], dict[str, Any]]) -> int:
+    """Shared memory of one config on sm_89, compiled by THIS machine's Triton (both GEMMs)."""
+    sys.path.insert(0, str(REPO))
+    _import_sglang_kernels()
+    from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.moe.oracle_bridge import _direct
+    from sglang_consumer_gpu.moe.shape import MoeShape
+
+    (E, N, K, topk, dtype), cfg = item
+    shape = MoeShape(E, N, K, topk, dtype)
+    spec = find_gpu("NVIDIA GeForce RTX 4090")
+    return max(_direct(spec, shape, 64, cfg, down).shared for down in (False, True))
+
+
+def _oracle_check_device(results: dict[str, Any], workers: int = 1) -> dict[str, Any]:
     """The winners, heuristic and default configs, compiled for sm_89 under THIS Triton (3.6)."""
     out: dict[str, Any] = {}
     try:
         sys.path.insert(0, str(REPO))
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.moe.oracle_bridge import _direct
-        from sglang_consumer_gpu.moe.shape import MoeShape
 
-        spec = find_gpu("NVIDIA GeForce RTX 4090")
+        limit = find_gpu("NVIDIA GeForce RTX 4090").smem_per_block_optin
+        items: dict[str, Any] = {}
         for cres in results["cases"]:
-            shape = MoeShape(cres["E"], cres["N"], cres["K"], cres["topk"], cres["dtype"])
+            dims = (cres["E"], cres["N"], cres["K"], cres["topk"], cres["dtype"])
             for pr in cres["points"]:
                 for name in ("default", "heuristic", "best"):
                     cfg = pr.get(name, {}).get("config")
-                    if not cfg:
-                        continue
-                    key = f"{cres['name']}|{cres['dtype']}|{cfg_key(cfg)}"
-                    if key in out:
-                        continue
-                    sh = max(_direct(spec, shape, 64, cfg, down).shared for down in (False, True))
-                    out[key] = {"shared_sm89": sh, "fits": sh <= spec.smem_per_block_optin}
+                    if cfg:
+                        items.setdefault(f"{cres['name']}|{cres['dtype']}|{cfg_key(cfg)}", (dims, cfg))
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(items) or 1)) as pool:
+                shared = pool.map(_oracle_device_worker, list(items.values()))
+        else:
+            shared = [_oracle_device_worker(it) for it in items.values()]
+        for key, sh in zip(items, shared, strict=True):
+            out[key] = {"shared_sm89": sh, "fits": sh <= limit}
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -751,8 +894,8 @@ def _parse_key(k: str) -> dict[str, int]:
     }
 
 
-def _dump(results: dict[str, Any], out: Path) -> None:
-    (out / "moe_bench.json").write_text(json.dumps(results, indent=1))
+def _dump(results: dict[str, Any], out: Path, stem: str = "moe_bench") -> None:
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1))
 
 
 # ----------------------------------------------------------------------------- report
@@ -847,12 +990,19 @@ def main() -> None:
     p = sub.add_parser("plan")
     p.add_argument("--out", type=Path, default=REPO / "results" / "moe_bench_plan.json")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    p.add_argument(
+        "--shapes", help=f"NAME[,NAME] from {', '.join(SHAPES)} or 'heldout' (default: the first three)"
+    )
+    p.add_argument("--prove-per-shape", action="store_true", help="prove the space on each shape (stricter)")
     r = sub.add_parser("run")
     r.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
     r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
     r.add_argument("--workers", type=int, default=15)
     r.add_argument("--budget-s", type=float, default=500)
     r.add_argument("--only", help="run only cases whose name contains this")
+    r.add_argument("--stem", default="moe_bench", help="output file names: STEM.json, STEM.png")
+    r.add_argument("--small-m-full", action="store_true", help="no early exit for BLOCK_M <= 32 at M <= 64")
+    r.add_argument("--warm-budget-s", type=float, help="leave out space configs not compiled by then")
     cf = sub.add_parser("confirm")
     cf.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
     cf.add_argument("--previous", type=Path, default=REPO / "results" / "moe_bench.json")
@@ -863,9 +1013,9 @@ def main() -> None:
     rep.add_argument("--plot", type=Path)
     a = ap.parse_args()
     if a.cmd == "plan":
-        plan(a.out, a.jobs)
+        plan(a.out, a.jobs, a.shapes, a.prove_per_shape)
     elif a.cmd == "run":
-        run(a.plan, a.out, a.workers, a.budget_s, a.only)
+        run(a.plan, a.out, a.workers, a.budget_s, a.only, a.stem, a.small_m_full, a.warm_budget_s)
     elif a.cmd == "confirm":
         confirm(a.plan, a.previous, a.out, a.workers)
     else:
