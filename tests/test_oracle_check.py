@@ -99,3 +99,16 @@ def test_sglang_ships_tuned_files_for_the_4090():
         (64, 640, "fp8_w8a8"),
         (8, 3584, "fp8_w8a8"),
     }
+
+
+def test_moe_provider_skips_fp8_where_triton_has_no_fp8(monkeypatch, tmp_path):
+    """On sm_86 Triton refuses e4m3 ('fp8e4nv not supported in this architecture'):
+    there is no fp8 fused-MoE launch to check, so no FAIL is reported for it."""
+    monkeypatch.setenv("SGLANG_CONSUMER_GPU_CACHE_DIR", str(tmp_path))
+    fp8 = checks.NamedShape("tiny-fp8", checks.MoeShape(8, 256, 512, 2, "fp8_w8a8"))
+    monkeypatch.setattr(checks, "COMMON_SHAPES", (fp8,))
+    monkeypatch.setattr(checks, "GRID", (1,))
+    monkeypatch.setattr(checks, "sglang_file_shapes", lambda spec: [])
+    assert list(checks.moe_items(find_gpu("NVIDIA GeForce RTX 3090"), full=False)) == []
+    items = list(checks.moe_items(find_gpu(RTX_4090), full=False))
+    assert len(items) == 2 and all(i.ok for i in items)

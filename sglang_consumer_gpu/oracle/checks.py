@@ -191,6 +191,7 @@ def _moe_choice(shape: MoeShape, M: int) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def _moe_items(spec: GpuSpec, *, full: bool, patched: bool, area: str) -> Iterator[CheckItem]:
+    from sglang_consumer_gpu.moe.checks import fp8_unsupported
     from sglang_consumer_gpu.oracle.kernels.moe import moe_gemm_resources
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
@@ -198,6 +199,8 @@ def _moe_items(spec: GpuSpec, *, full: bool, patched: bool, area: str) -> Iterat
     grid = FULL_GRID if full else GRID
     for named in shapes:
         shape = named.shape
+        if fp8_unsupported(spec, shape):
+            continue  # no Triton fp8 path to check on this arch (see moe.checks.fp8_unsupported)
         for M in grid:
             try:
                 with virtual_gpu(spec, patched=patched):
