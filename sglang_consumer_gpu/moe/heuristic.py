@@ -19,6 +19,21 @@ bound the compile-only oracle confirms, and stages (then BLOCK_SIZE_K, then
 BLOCK_SIZE_N) are reduced until it fits. Block-quantized weights read one
 scale per K tile, so BLOCK_SIZE_K must divide the quant block's K.
 
+Both GEMMs of the layer share one config, and the second one (``w2``) reduces
+over N, the per-GPU intermediate size, which tensor parallelism makes short
+(Qwen3-235B-A22B at TP4: N = 384). Two rules follow (v2, docs/moe.md
+"Heuristic v2"), both pure functions of the shape:
+
+* K padding: BLOCK_SIZE_K is halved while it pads either reduction (N or K)
+  by more than 1/8 (N = 384 at BLOCK_SIZE_K 256 is two K steps, the second
+  half masked: 33 % padding; measured on the H100, the 256-deep tiles ran at
+  0.80-0.93x the best at M <= 64 for both bf16 and fp8, the 128-deep ones at
+  0.95-1.00x).
+* Pipeline depth: at most ``ceil(min(N, K) / BLOCK_SIZE_K) + 1`` stages; a
+  pipeline deeper than the shorter K loop only holds shared memory (fewer
+  blocks per SM) without more loads in flight (fp8 16x32x256 at N = 768 or
+  704, three K steps: 4 stages beat 5 at every M <= 64 by 1-4 %).
+
 Pure function of its arguments; cached per (batch bucket, shape, GPU).
 """
 
@@ -37,6 +52,8 @@ _MAX_STAGES = 5
 SMALL_TOKENS = 12
 LARGE_TOKENS = 40
 HUGE_TOKENS = 256
+#: A BLOCK_SIZE_K padding a GEMM's reduction by more than this fraction is halved.
+MAX_K_PADDING = 1 / 8
 
 
 def batch_bucket(M: int) -> int:
@@ -56,6 +73,11 @@ def _pow2_at_least(x: float, lo: int, hi: int) -> int:
     while v < x and v < hi:
         v *= 2
     return v
+
+
+def _k_padding(bk: int, length: int) -> float:
+    """Fraction of ``length`` a K loop of ``bk``-deep steps loads past its end (masked)."""
+    return (-length) % bk / length
 
 
 def _fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stages: int) -> dict[str, int] | None:
@@ -115,11 +137,15 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         bk = 64 if wide else 128
         group = 16 if per_expert >= HUGE_TOKENS else 1
 
+    while bk > 32 and max(_k_padding(bk, shape.N), _k_padding(bk, shape.K)) > MAX_K_PADDING:
+        bk //= 2
     if shape.block_shape is not None and all(shape.block_shape):
         qk = shape.block_shape[1]
         while bk > 16 and qk % bk:
             bk //= 2
         bk = min(bk, qk)
+    # No more pipeline stages than the shorter K loop (w2 reduces over N) has steps, plus one.
+    max_stages = max(2, min(max_stages, -(-min(shape.N, shape.K) // bk) + 1))
 
     cfg = {
         "BLOCK_SIZE_M": bm,

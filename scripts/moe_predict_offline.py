@@ -1,0 +1,90 @@
+"""Offline prediction: the current heuristic's ratio to the best, from timings already measured.
+
+For every point of the given result files, the config the heuristic picks NOW is looked up among
+the configs that run timed at that point (``space_us``, or the run's own default/heuristic entry);
+the predicted ratio is ``best_us / us(config)``. Points whose config was not timed are reported as
+missing. No device needed; timings are whatever machine the files name (the H100).
+
+    python scripts/moe_predict_offline.py results/moe_bench_confirm.json results/moe_bench_heldout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_moe import KEYS, cfg_key  # noqa: E402
+
+from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
+from sglang_consumer_gpu.moe.heuristic import heuristic_config  # noqa: E402
+from sglang_consumer_gpu.moe.shape import MoeShape  # noqa: E402
+
+
+def predict(path: Path) -> list[dict]:
+    spec = find_gpu("NVIDIA GeForce RTX 4090")
+    rows = []
+    for c in json.loads(path.read_text())["cases"]:
+        shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
+        pts = []
+        for p in c["points"]:
+            timed = dict(p["space_us"])
+            for name in ("default", "heuristic"):
+                timed.setdefault(
+                    cfg_key({k: p[name]["config"][k] for k in KEYS if k in p[name]["config"]}), p[name]["us"]
+                )
+            new = cfg_key(heuristic_config(p["M"], shape, spec))
+            old = cfg_key(p["heuristic"]["config"])
+            best = p["best"]["us"]
+            pts.append(
+                {
+                    "M": p["M"],
+                    "old": old,
+                    "new": new,
+                    "old_ratio": best / p["heuristic"]["us"],
+                    "new_ratio": best / timed[new] if new in timed else None,
+                }
+            )
+        rows.append({"case": c["name"], "dtype": c["dtype"] or "bf16", "points": pts})
+    return rows
+
+
+def _geo(xs: list[float]) -> float:
+    return math.exp(sum(map(math.log, xs)) / len(xs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", type=Path, nargs="+")
+    ap.add_argument("--json", type=Path, help="write the per-point prediction here")
+    a = ap.parse_args()
+    allrows = []
+    for path in a.results:
+        for r in predict(path):
+            r["file"] = path.name
+            allrows.append(r)
+            old = [p["old_ratio"] for p in r["points"]]
+            new = [p["new_ratio"] for p in r["points"]]
+            known = [x for x in new if x is not None]
+            changed = [f"M={p['M']}: {p['old']} -> {p['new']} ({p['old_ratio']:.3f} -> "
+                       + (f"{p['new_ratio']:.3f}" if p["new_ratio"] else "not timed") + ")"
+                       for p in r["points"] if p["old"] != p["new"]]  # fmt: skip
+            print(
+                f"{path.name:28} {r['case']:20} {r['dtype']:8} old {_geo(old):.3f} (min {min(old):.3f}) "
+                f"-> new {_geo(known):.3f} (min {min(known):.3f})"
+                + (f" [{len(new) - len(known)} untimed]" if len(known) < len(new) else "")
+            )
+            for line in changed:
+                print("    " + line)
+    if a.json:
+        a.json.write_text(json.dumps(allrows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
