@@ -68,9 +68,18 @@ SHAPES = {
     "Qwen3-235B-A22B-TP4": {"E": 128, "N": 384, "K": 4096, "topk": 8, "dtypes": DTYPES},
     "GLM-4.5-Air-TP2": {"E": 128, "N": 704, "K": 4096, "topk": 8, "dtypes": DTYPES},
     "gpt-oss-20b": {"E": 32, "N": 2880, "K": 2880, "topk": 4, "dtypes": (None,)},
+    "Qwen3-Next-80B-A3B": {"E": 512, "N": 512, "K": 2048, "topk": 10, "dtypes": DTYPES},
+    "Mixtral-8x22B-TP4": {"E": 8, "N": 4096, "K": 6144, "topk": 2, "dtypes": DTYPES},
+    "Qwen1.5-MoE-A2.7B": {"E": 60, "N": 1408, "K": 2048, "topk": 4, "dtypes": DTYPES},
 }
 DEFAULT_SHAPES = ("Qwen3-30B-A3B", "DeepSeek-V2-Lite", "Mixtral-8x7B-TP2")
 HELDOUT_SHAPES = ("Qwen3-235B-A22B-TP4", "GLM-4.5-Air-TP2", "gpt-oss-20b")
+#: Fresh held-out shapes for heuristic v2 (never used to fit it). config.json values:
+#: Qwen3-Next-80B-A3B hidden_size 2048, moe_intermediate_size 512, num_experts 512,
+#: num_experts_per_tok 10; Mixtral-8x22B hidden_size 6144, intermediate_size 16384,
+#: num_local_experts 8, num_experts_per_tok 2 (TP4: 16384/4); Qwen1.5-MoE-A2.7B hidden_size
+#: 2048, moe_intermediate_size 1408, num_experts 60, num_experts_per_tok 4 (routed experts only).
+FRESH_SHAPES = ("Qwen3-Next-80B-A3B", "Mixtral-8x22B-TP4", "Qwen1.5-MoE-A2.7B")
 
 
 def select_shapes(names: str | None) -> list[dict[str, Any]]:
@@ -80,10 +89,16 @@ def select_shapes(names: str | None) -> list[dict[str, Any]]:
         name = name.strip()
         if name == "heldout":
             wanted += HELDOUT_SHAPES
+        elif name == "fresh":
+            wanted += FRESH_SHAPES
+        elif name == "calibration":
+            wanted += DEFAULT_SHAPES
         elif name in SHAPES:
             wanted.append(name)
         elif name:
-            raise SystemExit(f"unknown shape {name!r}; choose from: {', '.join(SHAPES)}, heldout")
+            raise SystemExit(
+                f"unknown shape {name!r}; choose from: {', '.join(SHAPES)}, calibration, heldout, fresh"
+            )
     return [
         {"name": n, **{k: v for k, v in SHAPES[n].items() if k != "dtypes"}} for n in dict.fromkeys(wanted)
     ]
@@ -241,6 +256,35 @@ def plan(out: Path, jobs: int, shapes: str | None = None, prove_per_shape: bool 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}")
+
+
+def merge_plans(out: Path, plans: list[Path], order: str | None = None) -> None:
+    """One plan from several (cases in the given order), heuristic configs refreshed to the code's.
+
+    Each case keeps its own proven space, candidate count and SGLang default (as its plan
+    recorded them); only the plugin's heuristic is recomputed, since the point is to time the
+    heuristic as the code now chooses it."""
+    from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.moe.heuristic import heuristic_config
+    from sglang_consumer_gpu.moe.shape import MoeShape
+
+    spec = find_gpu("NVIDIA GeForce RTX 4090")
+    docs = [json.loads(p.read_text()) for p in plans]
+    merged = {k: v for k, v in docs[0].items() if k != "cases"}
+    merged.update(created=time.strftime("%Y-%m-%d %H:%M:%S"), merged_from=[p.name for p in plans], cases=[])
+    for p, d in zip(plans, docs, strict=True):
+        for c in d["cases"]:
+            shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
+            for pt in c["points"]:
+                pt["heuristic"] = heuristic_config(pt["M"], shape, spec)
+            merged["cases"].append(
+                {**c, "plan_file": p.name, "prove_per_shape": d.get("prove_per_shape", False)}
+            )
+    if order:  # (name, dtype) pairs first in this order, e.g. "Qwen3-235B-A22B-TP4|fp8_w8a8"
+        rank = {k: i for i, k in enumerate(order.split(","))}
+        merged["cases"].sort(key=lambda c: rank.get(f"{c['name']}|{c['dtype'] or 'bf16'}", len(rank)))
+    out.write_text(json.dumps(merged, indent=1))
+    print(f"wrote {out}: {len(merged['cases'])} cases")
 
 
 def _two_deepest(cands: list[dict[str, int]]) -> list[dict[str, int]]:
@@ -594,7 +638,7 @@ def run(
         "small_m_full": small_m_full,
         "cases": [],
     }
-    case_ids = [i for i, c in enumerate(doc["cases"]) if not only or only in c["name"]]
+    case_ids = [i for i, c in enumerate(doc["cases"]) if _selected(c["name"], only, c["dtype"])]
     # 1. compile everything in parallel (Triton's disk cache), then time serially.
     jobs = []
     for ci in case_ids:
@@ -736,14 +780,27 @@ def _burn_in(b: Bench, seconds: float = 2.0) -> None:
         t.cuda.synchronize()
 
 
-def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
-    """Second run: the current heuristic against the fastest configs of the exhaustive run.
+def confirm(
+    plan_path: Path,
+    previous: list[Path],
+    out: Path,
+    workers: int,
+    stem: str = "moe_bench_confirm",
+    only: str | None = None,
+    budget_s: float | None = None,
+    warm_budget_s: float | None = None,
+) -> None:
+    """Second run: the current heuristic against the fastest configs of earlier runs.
 
     Per point it times, in one run: SGLang's RTX-4090 default, the heuristic as
-    the code now chooses it, the previous run's best and five fastest configs,
-    and (for M <= 64, where the first run's early-exit skipped configs whose
-    eager launch was slow) every space config with BLOCK_SIZE_M <= 32. "best"
-    is the fastest sm_89-feasible config timed in this run.
+    the code now chooses it, the best and five fastest configs of every
+    ``previous`` run that timed the case, and (for M <= 64, where the first
+    run's early-exit skipped configs whose eager launch was slow) every space
+    config with BLOCK_SIZE_M <= 32. "best" is the fastest sm_89-feasible config
+    timed in this run. Cases no previous run timed are skipped (use ``run``).
+    ``only``: comma-separated case-name substrings; ``warm_budget_s``: configs
+    not compiled by then are left out (default and heuristic are compiled
+    first); ``budget_s``: points not reached by then are left out (recorded).
     """
     sys.path.insert(0, str(REPO))
     from sglang_consumer_gpu.hardware import find_gpu
@@ -753,7 +810,7 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     doc = json.loads(plan_path.read_text())
-    prev = json.loads(previous.read_text())
+    prevs = [json.loads(p.read_text()) for p in previous]
     spec = find_gpu("NVIDIA GeForce RTX 4090")
     b = Bench()
     import torch
@@ -761,17 +818,29 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
 
     todo: list[dict[str, Any]] = []
     jobs = []
+    skipped_cases = []
     for ci, c in enumerate(doc["cases"]):
-        pc = next(x for x in prev["cases"] if x["name"] == c["name"] and x["dtype"] == c["dtype"])
+        if not _selected(c["name"], only, c["dtype"]):
+            continue
+        pcs = [
+            x for prev in prevs for x in prev["cases"] if x["name"] == c["name"] and x["dtype"] == c["dtype"]
+        ]
+        if not pcs:
+            skipped_cases.append(f"{c['name']}|{c['dtype']}")
+            continue
         shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
-        for p, pp in zip(c["points"], pc["points"], strict=True):
+        for p in c["points"]:
             M = p["M"]
             cands = {cfg_key(p["default"]): p["default"]}
             h = heuristic_config(M, shape, spec)
             cands[cfg_key(h)] = h
-            ranked = sorted(pp["space_us"], key=pp["space_us"].get)[:5]
-            for k in [*ranked, cfg_key(pp["best"]["config"])]:
-                cands[k] = _parse_key(k)
+            for pc in pcs:
+                pp = next((x for x in pc["points"] if x["M"] == M), None)
+                if pp is None:
+                    continue
+                ranked = sorted(pp["space_us"], key=pp["space_us"].get)[:5]
+                for k in [*ranked, cfg_key(pp["best"]["config"])]:
+                    cands[k] = _parse_key(k)
             if M <= 64:
                 for cfg in c["space"]:
                     if cfg["BLOCK_SIZE_M"] <= 32:
@@ -781,20 +850,41 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
                 {"ci": ci, "M": M, "cands": cands, "heuristic": cfg_key(h), "default": cfg_key(p["default"])}
             )
             jobs += [(ci, M, cfg) for cfg in cands.values()]
-    failed, _ = _parallel_warm(plan_path, jobs, workers)
-    print(f"warm-up: {len(jobs)} launches in {time.time() - t0:.0f} s; {len(failed)} failed", flush=True)
+    named = {(it["ci"], it[n]) for it in todo for n in ("default", "heuristic")}
+    deadline = t0 + warm_budget_s if warm_budget_s else None
+    failed, late = _parallel_warm(plan_path, jobs, workers, deadline, named)
+    print(
+        f"warm-up: {len(jobs)} launches in {time.time() - t0:.0f} s; {len(failed)} failed; "
+        f"{len(late)} (case, config) not reached in time",
+        flush=True,
+    )
     _burn_in(b)
     results: dict[str, Any] = {
         "mode": "confirm",
         "device": torch.cuda.get_device_name(),
         "triton_device": triton.__version__,
         "torch_device": torch.__version__,
-        "previous": previous.name,
+        "previous": [p.name for p in previous],
+        "plan_file": plan_path.name,
+        "prove_per_shape": doc.get("prove_per_shape", False),
+        "cases_without_previous": skipped_cases,
+        "compile_failed_on_device": sorted(f"{doc['cases'][ci]['name']}|{k}" for ci, k in failed),
+        "not_warmed_in_time": sorted(
+            f"{doc['cases'][ci]['name']}|{doc['cases'][ci]['dtype']}|{k}" for ci, k in late
+        ),
+        "warm_s": time.time() - t0,
+        "points_not_reached": [],
         "cases": [],
     }
+    failed |= late
     by_case: dict[int, dict[str, Any]] = {}
     for item in todo:
         ci, M = item["ci"], item["M"]
+        if budget_s is not None and time.time() - t0 > budget_s:
+            results["points_not_reached"].append(
+                f"{doc['cases'][ci]['name']}|{doc['cases'][ci]['dtype']}|{M}"
+            )
+            continue
         c = doc["cases"][ci]
         if ci not in by_case:
             for old in by_case.values():
@@ -809,7 +899,7 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
         inp = b.make_inputs(d, M, seed=M)
         timings = {}
         for k, cfg in item["cands"].items():
-            if (ci, k) in failed:
+            if (ci, k) in failed and k not in (item["default"], item["heuristic"]):
                 continue
             try:
                 timings[k] = b.time_cfg(b.runner(d, inp, cfg))
@@ -819,20 +909,26 @@ def confirm(plan_path: Path, previous: Path, out: Path, workers: int) -> None:
         pr = {"M": M, "space_us": timings}
         for name, k in (("default", item["default"]), ("heuristic", item["heuristic"]), ("best", best)):
             cfg = item["cands"][k]
+            if k not in timings:  # did not compile or run on this Triton: recorded, not hidden
+                pr[name] = {"config": cfg, "us": math.inf, "rel_err": None}
+                continue
             pr[name] = {"config": cfg, "us": timings[k], "rel_err": b.check(d, inp, b.runner(d, inp, cfg))}
         cres["points"].append(pr)
         print(
             f"{c['name']:>17} {c['dtype'] or 'bf16':>8} M={M:>5}: best {timings[best]:.1f} us "
-            f"heur {pr['heuristic']['us']:.1f} default {pr['default']['us']:.1f} ({len(timings)} configs)",
+            f"heur {pr['heuristic']['us']:.1f} default {pr['default']['us']:.1f} ({len(timings)} configs, "
+            f"{time.time() - t0:.0f} s)",
             flush=True,
         )
+        if c["points"][-1]["M"] == M:  # case done: keep what we have if the call is cut short
+            _dump({**results, "cases": [_public(x) for x in results["cases"]]}, out, stem)
     for cres in results["cases"]:
         cres.pop("_d", None)
     results["wall_s"] = time.time() - t0
-    (out / "moe_bench_confirm.json").write_text(json.dumps(results, indent=1))
+    _dump(results, out, stem)
     print(report_table(results))
     try:
-        plot(results, out / "moe_bench_confirm.png")
+        plot(results, out / f"{stem}.png")
     except Exception as exc:
         print(f"plot failed: {exc}")
 
@@ -881,6 +977,18 @@ def _oracle_check_device(results: dict[str, Any], workers: int = 1) -> dict[str,
     return out
 
 
+def _selected(name: str, only: str | None, dtype: str | None = None) -> bool:
+    """``only``: comma-separated substrings of case names, each optionally ``|DTYPE``
+    (bf16 or fp8_w8a8) to pick one dtype of the shape (None: every case)."""
+    if not only:
+        return True
+    for o in only.split(","):
+        sub, _, want = o.strip().partition("|")
+        if sub and sub in name and (not want or want == (dtype or "bf16")):
+            return True
+    return False
+
+
 def _parse_key(k: str) -> dict[str, int]:
     tile, g, w, s = k.split("-")
     bm, bn, bk = (int(x) for x in tile.split("x"))
@@ -892,6 +1000,11 @@ def _parse_key(k: str) -> dict[str, int]:
         "num_warps": int(w[1:]),
         "num_stages": int(s[1:]),
     }
+
+
+def _public(cres: dict[str, Any]) -> dict[str, Any]:
+    """A case result without its private (tensor-holding) keys."""
+    return {k: v for k, v in cres.items() if not k.startswith("_")}
 
 
 def _dump(results: dict[str, Any], out: Path, stem: str = "moe_bench") -> None:
@@ -994,30 +1107,45 @@ def main() -> None:
         "--shapes", help=f"NAME[,NAME] from {', '.join(SHAPES)} or 'heldout' (default: the first three)"
     )
     p.add_argument("--prove-per-shape", action="store_true", help="prove the space on each shape (stricter)")
+    mg = sub.add_parser("merge", help="one plan from several, heuristic refreshed")
+    mg.add_argument("--out", type=Path, required=True)
+    mg.add_argument("plans", type=Path, nargs="+")
+    mg.add_argument("--order", help="NAME|DTYPE,... cases to put first (stable otherwise)")
     r = sub.add_parser("run")
     r.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
     r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
     r.add_argument("--workers", type=int, default=15)
     r.add_argument("--budget-s", type=float, default=500)
-    r.add_argument("--only", help="run only cases whose name contains this")
+    r.add_argument("--only", help="run only cases whose name contains one of these (comma-separated)")
     r.add_argument("--stem", default="moe_bench", help="output file names: STEM.json, STEM.png")
     r.add_argument("--small-m-full", action="store_true", help="no early exit for BLOCK_M <= 32 at M <= 64")
     r.add_argument("--warm-budget-s", type=float, help="leave out space configs not compiled by then")
     cf = sub.add_parser("confirm")
     cf.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
-    cf.add_argument("--previous", type=Path, default=REPO / "results" / "moe_bench.json")
+    cf.add_argument(
+        "--previous",
+        default=str(REPO / "results" / "moe_bench.json"),
+        help="comma-separated result files whose top configs are re-timed",
+    )
     cf.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
     cf.add_argument("--workers", type=int, default=15)
+    cf.add_argument("--stem", default="moe_bench_confirm", help="output file names: STEM.json, STEM.png")
+    cf.add_argument("--only", help="comma-separated substrings of case names, each optionally |DTYPE")
+    cf.add_argument("--budget-s", type=float, help="leave out points not reached by then")
+    cf.add_argument("--warm-budget-s", type=float, help="leave out configs not compiled by then")
     rep = sub.add_parser("report")
     rep.add_argument("results", type=Path)
     rep.add_argument("--plot", type=Path)
     a = ap.parse_args()
     if a.cmd == "plan":
         plan(a.out, a.jobs, a.shapes, a.prove_per_shape)
+    elif a.cmd == "merge":
+        merge_plans(a.out, a.plans, a.order)
     elif a.cmd == "run":
         run(a.plan, a.out, a.workers, a.budget_s, a.only, a.stem, a.small_m_full, a.warm_budget_s)
     elif a.cmd == "confirm":
-        confirm(a.plan, a.previous, a.out, a.workers)
+        previous = [Path(p) for p in a.previous.split(",") if p]
+        confirm(a.plan, previous, a.out, a.workers, a.stem, a.only, a.budget_s, a.warm_budget_s)
     else:
         res = json.loads(a.results.read_text())
         print(report_table(res))
