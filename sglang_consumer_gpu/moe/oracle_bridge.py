@@ -30,35 +30,7 @@ def oracle_shared(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]
 
 @functools.lru_cache(maxsize=4096)
 def _oracle_shared(spec: GpuSpec, shape: MoeShape, M: int, frozen: tuple[tuple[str, Any], ...]) -> int:
-    config = dict(frozen)
-    try:
-        from sglang_consumer_gpu.oracle.kernels.moe import moe_resources
-    except ImportError:
-        return _direct_both(spec, shape, M, config)
-    try:
-        res = moe_resources(
-            spec,
-            E=shape.E,
-            N=shape.N,
-            K=shape.K,
-            topk=shape.topk,
-            M=M,
-            dtype=shape.dtype,
-            block_shape=list(shape.block_shape) if shape.block_shape else None,
-            config=config,
-            per_channel_quant=shape.per_channel_quant,
-        )
-    except Exception as exc:  # the spec cannot dry-run this variant: compile the kernel directly
-        logger.debug(
-            "moe_resources failed for %s (%s); compiling fused_moe_kernel directly", shape.label, exc
-        )
-        return _direct_both(spec, shape, M, config)
-    items = res if isinstance(res, (list, tuple)) else [res]
-    return max(int(r.shared) for r in items)
-
-
-def _direct_both(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int:
-    return max(_direct(spec, shape, M, config, down).shared for down in (False, True))
+    return max(int(r.shared) for r in resources_both(spec, shape, M, dict(frozen)))
 
 
 def resources_both(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> list[Any]:
