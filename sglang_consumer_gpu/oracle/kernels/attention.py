@@ -245,11 +245,11 @@ def cases(*, full: bool) -> list[AttentionCase]:
 
 
 def for_spec(case: AttentionCase, spec: GpuSpec) -> AttentionCase:
-    """``case`` as it can run on ``spec``: before sm_89 Triton has no e4m3 fp8
-    (``type fp8e4nv not supported in this architecture``), so SGLang's extend
-    kernel cannot compile with an e4m3 KV cache there and an Ampere user runs
-    ``--kv-cache-dtype fp8_e5m2``; the fp8-KV cases use e5m2 on those GPUs."""
-    if case.kv_dtype == "float8_e4m3fn" and spec.capability < (8, 9):
+    """``case`` as it can run on ``spec``: without e4m3 fp8
+    (:attr:`~sglang_consumer_gpu.hardware.spec.GpuSpec.supports_fp8_e4m3`)
+    SGLang's extend kernel cannot compile with an e4m3 KV cache and an Ampere
+    user runs ``--kv-cache-dtype fp8_e5m2``; the fp8-KV cases use e5m2 there."""
+    if case.kv_dtype == "float8_e4m3fn" and not spec.supports_fp8_e4m3:
         return replace(case, kv_dtype="float8_e5m2")
     return case
 
