@@ -13,8 +13,8 @@ launched, and the compiled kernel's ``metadata.shared`` is read; results are
 cached on disk). None of these launchers reads tensor values on
 the host, so all are dry-run, none re-derived.
 
-``check_items(spec, full=...)`` lists what ``sglang-consumer-gpu check`` (and
-``--full``) compiles for a GPU: every launch the plugin can produce.
+:func:`cases` lists the launches ``sglang-consumer-gpu check`` (and ``--full``)
+compiles for a GPU (see :mod:`sglang_consumer_gpu.checks.attention`).
 """
 
 from __future__ import annotations
@@ -258,18 +258,6 @@ def launch_resources(spec: GpuSpec, case: AttentionCase, *, patched: bool = True
     """Shared memory of every kernel ``case`` launches on ``spec`` (raises if it does not compile)."""
     case = for_spec(case, spec)
     return [launch.resources for launch in dry_run(spec, case, patched=patched) if launch.resources]
-
-
-def check_items(spec: GpuSpec, *, full: bool) -> Iterable[Any]:
-    """CheckItems for ``sglang-consumer-gpu check``: one per attention launch case."""
-    from sglang_consumer_gpu.oracle.checks import CheckItem
-
-    for case in cases(full=full):
-        yield CheckItem(
-            kernel=f"attention.{case.launcher}",
-            config=for_spec(case, spec).label,
-            run=lambda case=case: launch_resources(spec, case),
-        )
 
 
 def sglang_case(case: AttentionCase, **changes: Any) -> AttentionCase:
