@@ -300,7 +300,7 @@ def _two_deepest(cands: list[dict[str, int]]) -> list[dict[str, int]]:
 
 def _oracle_worker(item: tuple[Any, dict[str, int]]) -> int | None:
     from sglang_consumer_gpu.hardware import find_gpu
-    from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
+    from sglang_consumer_gpu.oracle.kernels.moe import layer_shared as oracle_shared
 
     shape, cfg = item
     try:

@@ -62,9 +62,9 @@ def _shape(args: argparse.Namespace) -> MoeShape:
 
 def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple[int | None, str]:
     try:
-        from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
+        from sglang_consumer_gpu.oracle.kernels.moe import layer_shared
 
-        return oracle_shared(spec, shape, M, config), "oracle"
+        return layer_shared(spec, shape, M, config), "oracle"
     except Exception as exc:
         return None, f"oracle unavailable: {type(exc).__name__}: {exc}"
 

@@ -125,7 +125,7 @@ def variant_for(tile: Tile, dtype_name: str, has_bias: bool, k: int) -> Variant:
 
 def _oracle_one(job: tuple[Tile, int]) -> dict[str, Any]:
     from sglang_consumer_gpu.hardware.spec import GpuSpec
-    from sglang_consumer_gpu.int8.resources import tile_resources
+    from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
 
     tile, arch = job
     spec = GpuSpec.for_arch(*divmod(arch, 10))
