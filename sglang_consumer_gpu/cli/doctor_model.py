@@ -73,7 +73,7 @@ def _progress(total: int) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu import planner
-    from sglang_consumer_gpu.planner.sglang_edge import SglangRejects
+    from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint
     from sglang_consumer_gpu.planner.suggest import suggest
 
     extra = list(getattr(args, "sglang_args", []) or [])
@@ -102,17 +102,23 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
-    def evaluate(argv: Sequence[str], d: ModelDescription) -> Assessment:
-        return planner.plan(
-            spec,
-            d,
-            str(files.model_dir),
-            argv,
-            gpu_bytes=gpu_bytes,
-            gpus_per_node=gpus,
-            compile=not args.no_compile,
-            progress=_progress,
-        )
+    def evaluate(argv: Sequence[str], d: ModelDescription, other: bool = False) -> Assessment:
+        def run_in(model_dir: str) -> Assessment:
+            return planner.plan(
+                spec,
+                d,
+                model_dir,
+                argv,
+                gpu_bytes=gpu_bytes,
+                gpus_per_node=gpus,
+                compile=not args.no_compile,
+                progress=_progress,
+            )
+
+        if not other:
+            return run_in(str(files.model_dir))
+        with other_checkpoint(str(files.config_path)) as model_dir:
+            return run_in(model_dir)
 
     try:
         result = evaluate(extra, desc)

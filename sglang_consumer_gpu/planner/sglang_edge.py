@@ -156,6 +156,21 @@ def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, not
     return sa
 
 
+@contextlib.contextmanager
+def other_checkpoint(config_path: str) -> Iterator[str]:
+    """A model directory holding this model's config.json without its ``quantization_config``,
+    for asking SGLang about a different checkpoint of the same model (its quantization then
+    comes from ``--quantization``, or it is 16-bit)."""
+    import json
+    import tempfile
+
+    cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    cfg.pop("quantization_config", None)
+    with tempfile.TemporaryDirectory(prefix="sglang-consumer-gpu-ckpt-") as tmp:
+        Path(tmp, "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        yield tmp
+
+
 def _without(argv: Sequence[str], flag: str) -> list[str]:
     out: list[str] = []
     skip = False

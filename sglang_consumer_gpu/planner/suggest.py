@@ -28,8 +28,9 @@ from sglang_consumer_gpu.planner.verdict import OK, Assessment
 
 _RANK = {OK: 0, RISK: 1, FAIL: 2}
 
-#: (argv, model description) -> Assessment: the same planner, on a changed launch.
-Evaluate = Callable[[Sequence[str], ModelDescription], Assessment]
+#: (argv, model description, another checkpoint?) -> Assessment: the same planner, on a changed
+#: launch; with ``True`` SGLang is asked about this model's config without its quantization_config.
+Evaluate = Callable[[Sequence[str], ModelDescription, bool], Assessment]
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def suggest(base: Assessment, evaluate: Evaluate, *, limit: int = 3) -> list[Sug
         if cand.family and cand.family in done:
             continue
         try:
-            result = evaluate(cand.argv, cand.desc)
+            result = evaluate(cand.argv, cand.desc, cand.needs_other_checkpoint)
         except SglangRejects:
             continue
         if _RANK[result.verdict] < _RANK[base.verdict]:
