@@ -204,3 +204,37 @@ def test_fp8_model_on_rtx_3090_and_4090() -> None:
     )  # ~30 GiB of fp8 on 24 GB
     two = _plan(RTX_4090, "Qwen3-30B-A3B-FP8", ["--tp", "2"])
     assert two.verdict in ("OK", RISK) and two.kernels and all(r.plugin_fit.fits for r in two.kernels)
+
+
+# --- SGLang's own log lines --------------------------------------------------------------
+
+LOG_003 = """\
+[TP0] Load weight end. type=DeepseekV3ForCausalLM, dtype=torch.bfloat16, avail mem=22.43 GB, mem usage=21.27 GB.
+[TP1] Load weight end. type=DeepseekV3ForCausalLM, dtype=torch.bfloat16, avail mem=22.40 GB, mem usage=21.30 GB.
+[TP0] Memory pool end. avail mem=7.95 GB
+[TP0] Capture cuda graph begin. This can take up to several minutes. avail mem=7.92 GB
+[TP0] Capture cuda graph end. Time elapsed: 411.41 s. avail mem=5.89 GB. mem usage=2.02 GB.
+[TP0] max_total_num_tokens=201723, chunked_prefill_size=8192, max_prefill_tokens=16384, max_running_requests=2049, \
+context_len=163840
+"""
+
+
+def test_log_parser_reads_sglangs_memory_lines() -> None:
+    from sglang_consumer_gpu.planner.sglang_log import compare, parse_log
+
+    log = parse_log(LOG_003)
+    assert (log.weights_gib, log.after_load_avail_gib, log.pool_end_avail_gib) == (21.27, 22.43, 7.95)
+    assert (log.max_total_num_tokens, log.max_running_requests, log.context_len, log.cuda_graph_gib) == (
+        201723,
+        2049,
+        163840,
+        2.02,
+    )
+    mla = parse_log("[TP0] KV Cache is allocated. dtype: torch.bfloat16, #tokens: 1000, KV size: 0.07 GB")
+    assert (mla.kv_tokens_allocated, mla.kv_gib) == (1000, 0.07)
+    mha = parse_log("KV Cache is allocated. dtype: torch.bfloat16, #tokens: 10, K size: 1.00 GB, V size: 1.00 GB")
+    assert mha.kv_gib == 2.0
+    rows = compare(log, weights_gib=21.08, kv_bytes_per_token=70272, planner_tokens=211478, pre_load_gib=47.0,
+                   fraction=0.743)  # fmt: skip
+    assert rows["weights_gib"]["ratio"] == round(21.08 / 21.27, 4)
+    assert rows["max_total_num_tokens"]["sglang"] == 201723 and "tokens_with_log_pre_load" not in rows

@@ -219,7 +219,7 @@ def moe_rows(
         c = plugin[lo]
         up, down = sglang[lo]
         batches = f"M={lo}" if lo == hi else f"M={lo}-{hi}"
-        src = c.source + (f" ({c.path.rsplit('/', 1)[-1]})" if c.path else "")
+        src = c.source
         pfit = checker.fit(c.config, lo, patched=True) if c.config else Fit(None, "SGLang's default", None)
         sfit_up = checker.fit(up, lo, patched=False)
         sfit = sfit_up if down == up else _worst(sfit_up, checker.fit(down, lo, patched=False))
