@@ -20,12 +20,15 @@ PTH_NAME = "sglang_consumer_gpu.pth"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="report GPU, versions, activation and patch status")
+    p = sub.add_parser("doctor", help="report GPU, versions, activation and patch status", allow_abbrev=False)
     p.add_argument(
         "--gpu", metavar="NAME", help='answer for a GPU that is not present, e.g. "NVIDIA GeForce RTX 4090"'
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
+    from sglang_consumer_gpu.cli import doctor_model
+
+    doctor_model.add_arguments(p)
+    p.set_defaults(func=run, accepts_sglang_args=True)
 
 
 def _pth_locations() -> list[str]:
@@ -169,6 +172,10 @@ def _print_human(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model or getattr(args, "sglang_args", None):
+        from sglang_consumer_gpu.cli import doctor_model
+
+        return doctor_model.run(args)
     gpu = find_gpu(args.gpu) if args.gpu else None
     data = collect(gpu)
     if args.json:
