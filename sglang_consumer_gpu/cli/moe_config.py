@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if spec is None:
         raise ValueError("no GPU visible: pass --gpu NAME (e.g. --gpu 'NVIDIA GeForce RTX 4090')")
     shape = _shape(args)
-    if shape.dtype == "fp8_w8a8" and spec.capability < (8, 9):
+    if shape.dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
         from sglang_consumer_gpu.planner.constraints import fp8_moe_before_sm89
 
         raise ValueError(

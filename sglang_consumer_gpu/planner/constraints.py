@@ -196,7 +196,7 @@ def _architecture(spec: GpuSpec, desc: ModelDescription, launch: Launch) -> list
                 f"SGLang refuses fp8 below sm_80 (Fp8Config.get_min_capability() = 80; this is {spec.arch_name})",
             )
         )
-    elif q.moe_dtype == "fp8_w8a8" and cap < (8, 9):
+    elif q.moe_dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
         if desc.is_moe:
             out.append(Finding(FAIL, "architecture", fp8_moe_before_sm89(spec)))
         else:
@@ -208,7 +208,7 @@ def _architecture(spec: GpuSpec, desc: ModelDescription, launch: Launch) -> list
                 )
             )
     kv = launch.kv_cache_dtype
-    if kv in ("fp8_e4m3", "fp8") and cap < (8, 9):
+    if kv in ("fp8_e4m3", "fp8") and not spec.supports_fp8_e4m3:
         out.append(
             Finding(
                 FAIL,

@@ -113,7 +113,7 @@ def _ranges(ms: list[int], key: Callable[[int], Any]) -> list[tuple[int, int, An
 def _sglang_choice(spec: GpuSpec, shape: MoeShape, m: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """SGLang's own (up, down) config; its "Using default MoE kernel config" warnings are the
     expected answer here, not news for the user, so they are silenced."""
-    from sglang_consumer_gpu.oracle.checks import _moe_choice
+    from sglang_consumer_gpu.checks.moe import sglang_choice
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
     log = logging.getLogger("sglang")
@@ -121,7 +121,7 @@ def _sglang_choice(spec: GpuSpec, shape: MoeShape, m: int) -> tuple[dict[str, An
     log.setLevel(logging.ERROR)
     try:
         with virtual_gpu(spec, patched=False):
-            up, down = _moe_choice(shape, m)
+            up, down = sglang_choice(shape, m)
     finally:
         log.setLevel(level)
     return up, down or up

@@ -172,7 +172,7 @@ def _candidates(base: Assessment) -> list[Candidate]:
                 )
             )
         if mem.kv_pool_bytes > 0 and mem.kv_tokens < launch.context_len and launch.kv_bytes > 1:
-            kv = "fp8_e4m3" if spec.capability >= (8, 9) else "fp8_e5m2"
+            kv = "fp8_e4m3" if spec.supports_fp8_e4m3 else "fp8_e5m2"
             out.append(
                 Candidate(
                     f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
