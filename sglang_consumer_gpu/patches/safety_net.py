@@ -69,7 +69,9 @@ def _build_compile_guard(original: Callable[..., Any], module: ModuleType) -> Ca
 def _build_bench_marker(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any]:
     params = inspect.signature(original).parameters
     if "config" not in params or params["config"].kind is not inspect.Parameter.KEYWORD_ONLY:
-        raise RuntimeError("Triton's Autotuner._bench no longer takes config=...; autotuned kernels are not marked")
+        raise RuntimeError(
+            "Triton's Autotuner._bench no longer takes config=...; autotuned kernels are not marked"
+        )
     from sglang_consumer_gpu.safety import guard
 
     return guard.build_bench_marker(original)

@@ -62,7 +62,9 @@ def _make_driver(spec: GpuSpec, launches: list[EmulatedLaunch]) -> Any:
                 "mem_bus_width": 0,
             }
 
-        def load_binary(self, name: str, kernel: bytes, shared: int, device: int) -> tuple[int, int, int, int, int]:
+        def load_binary(
+            self, name: str, kernel: bytes, shared: int, device: int
+        ) -> tuple[int, int, int, int, int]:
             return (1, 1, 0, 0, 1024)  # module, function, registers, spills, max threads per block
 
         def unload_module(self, module: Any) -> None:

@@ -85,7 +85,9 @@ _warned: set[tuple[str, str, str]] = set()
 class SharedMemoryError(OutOfResources):
     """``OutOfResources`` for shared memory, saying what the safety net tried and what to do."""
 
-    def __init__(self, required: int, limit: int, name: str = "shared memory", kernel: str = "", detail: str = ""):
+    def __init__(
+        self, required: int, limit: int, name: str = "shared memory", kernel: str = "", detail: str = ""
+    ):
         super().__init__(required, limit, name)
         self.kernel = kernel
         self.detail = detail
@@ -213,7 +215,14 @@ def build_compile_guard(original: Callable[..., Any]) -> Callable[..., Any]:
     """The replacement for ``JITFunction._do_compile`` (see the module docstring)."""
 
     def _do_compile(
-        self: Any, key: str, signature: Any, device: Any, constexprs: Any, options: Any, attrs: Any, warmup: bool
+        self: Any,
+        key: str,
+        signature: Any,
+        device: Any,
+        constexprs: Any,
+        options: Any,
+        attrs: Any,
+        warmup: bool,
     ) -> Any:
         if not is_guarded(str(getattr(self, "module", ""))):
             return _call(original, self, key, signature, device, constexprs, options, attrs, warmup)
