@@ -11,4 +11,19 @@ Importing this package imports neither Triton nor torch.
 
 from sglang_consumer_gpu.safety.state import interventions, lines, report
 
-__all__ = ["interventions", "lines", "report"]
+__all__ = ["install", "interventions", "lines", "report"]
+
+
+def install() -> dict[str, str]:
+    """Register and apply the safety-net patches now, for scripts that do not go
+    through the plugin's activation; returns each patch's status. Idempotent."""
+    from sglang_consumer_gpu.patches import registry, safety_net
+
+    known = {p.name for p in registry.patches()}
+    for patch in safety_net.PATCHES:
+        if patch.name not in known:
+            registry.register(patch)
+        if not registry.installed(patch):
+            registry.apply_patch(patch)
+    results = registry.results()
+    return {p.name: results[p.name].status.value for p in safety_net.PATCHES}
