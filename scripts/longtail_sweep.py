@@ -106,7 +106,9 @@ def batch_invariant_cases(x: Tensors) -> list[Case]:
         out.append((f"matmul_persistent {name} 512x4096x4096", lambda a=a, b=b: _matmul(bio, a, b)))
         ab = x.randn(8, 256, 512, dtype=dt)
         bb = x.randn(8, 512, 256, dtype=dt, scale=0.05)
-        out.append((f"bmm_batch_invariant {name} 8x256x512x256", lambda a=ab, b=bb: bio.bmm_batch_invariant(a, b)))
+        out.append(
+            (f"bmm_batch_invariant {name} 8x256x512x256", lambda a=ab, b=bb: bio.bmm_batch_invariant(a, b))
+        )
     logits = x.randn(64, 151_936, dtype=torch.float32)
     out.append(("log_softmax fp32 64x151936", lambda: bio.log_softmax(logits, -1)))
     y = x.randn(64, 4096, dtype=torch.bfloat16)
@@ -182,7 +184,9 @@ def _interventions_since(before: dict[int, int]) -> list[dict[str, Any]]:
     ]
 
 
-def run_case(label: str, call: Callable[[], Any], *, sync: Callable[[], None] | None = None) -> dict[str, Any]:
+def run_case(
+    label: str, call: Callable[[], Any], *, sync: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """One case through the safety net (``guard``/``device`` modes)."""
     n0 = _counts()
     row: dict[str, Any] = {"case": label}
@@ -295,7 +299,9 @@ def _print_row(row: dict[str, Any]) -> None:
     if row["outcome"] in ("smem_failure", "error"):
         print(f"{row['outcome'].upper()} {row.get('arch', '')} {row['case']}: {row.get('error')}", flush=True)
     for iv in row["interventions"]:
-        print(f"{iv['outcome']} {row.get('arch', '')} {row['case']}: {iv['kernel']} {iv['before']} -> {iv['after']}")
+        print(
+            f"{iv['outcome']} {row.get('arch', '')} {row['case']}: {iv['kernel']} {iv['before']} -> {iv['after']}"
+        )
 
 
 def main() -> int:
