@@ -138,8 +138,12 @@ def block_fp8_cases(x: Tensors) -> list[Case]:
     return out
 
 
-def all_cases(x: Tensors) -> list[Case]:
-    return batch_invariant_cases(x) + block_fp8_cases(x)
+#: The case lists by group (``--group``: a device run can split them over processes).
+GROUPS: dict[str, Callable[[Tensors], list[Case]]] = {"bio": batch_invariant_cases, "fp8": block_fp8_cases}
+
+
+def all_cases(x: Tensors, groups: tuple[str, ...] = tuple(GROUPS)) -> list[Case]:
+    return [case for group in groups for case in GROUPS[group](x)]
 
 
 def _launch_rows(launches: list[Any]) -> list[dict[str, Any]]:
@@ -279,7 +283,7 @@ def sweep_guard() -> dict[str, Any]:
     return {"mode": "guard", **_summary(rows, t0), "rows": rows}
 
 
-def sweep_device() -> dict[str, Any]:
+def sweep_device(groups: tuple[str, ...] = tuple(GROUPS)) -> dict[str, Any]:
     """Every case with real tensors on the live GPU (cap and safety net applied by the caller)."""
     import torch
 
@@ -288,7 +292,7 @@ def sweep_device() -> dict[str, Any]:
     safety.install()
     rows: list[dict[str, Any]] = []
     t0 = time.time()
-    for label, call in all_cases(Tensors("cuda")):
+    for label, call in all_cases(Tensors("cuda"), groups):
         row = run_case(label, call, sync=torch.cuda.synchronize)
         rows.append(row)
         _print_row(row)
@@ -307,9 +311,15 @@ def _print_row(row: dict[str, Any]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=("oracle", "guard", "device"), default="oracle")
+    ap.add_argument(
+        "--group", choices=tuple(GROUPS), action="append", help="device mode: only these case groups"
+    )
     ap.add_argument("--out", type=Path, default=Path("results/longtail_sweep.json"))
     args = ap.parse_args()
-    result = {"oracle": sweep_oracle, "guard": sweep_guard, "device": sweep_device}[args.mode]()
+    if args.mode == "device":
+        result = sweep_device(tuple(args.group or GROUPS))
+    else:
+        result = {"oracle": sweep_oracle, "guard": sweep_guard}[args.mode]()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))

@@ -71,6 +71,7 @@ CONTROL_TILE = {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64, "GRO
 MOE_SHAPE = {"E": 8, "N": 512, "K": 2048, "topk": 2, "M": 256}
 MATMUL_BATCHES = (1, 3, 16, 64, 129, 512)
 MATMUL_K = MATMUL_N = 4096
+LONGTAIL_GROUPS = ("bio", "fp8")  # scripts/longtail_sweep.py's case groups, one process each
 
 
 def _torch() -> Any:
@@ -625,16 +626,16 @@ def _check(name: str, fn: Callable[[], dict[str, Any]], results: dict[str, Any])
     )
 
 
-def _child(part: str, out: Path, env_changes: dict[str, str | None]) -> subprocess.Popen[bytes]:
+def _child(part: str, out: Path, env_changes: dict[str, str | None], *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     for k, v in env_changes.items():
         if v is None:
             env.pop(k, None)
         else:
             env[k] = v
-    log = open(out / f"{part}.log", "wb")  # noqa: SIM115  (closed with the process)
+    log = open(out / f"{'_'.join([part, *extra[1::2]])}.log", "wb")  # noqa: SIM115  (closed with the process)
     return subprocess.Popen(
-        [sys.executable, __file__, "--part", part, "--out", str(out)],
+        [sys.executable, __file__, "--part", part, "--out", str(out), *extra],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -652,7 +653,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
 def part_main(out: Path, cap: int) -> dict[str, Any]:
     t0 = time.time()
     reference = _child("reference", out, {EMULATE_ENV: None, "SGLANG_CONSUMER_GPU": "0"})
-    longtail = _child("longtail", out, {EMULATE_ENV: str(cap)})
+    longtail = {g: _child("longtail", out, {EMULATE_ENV: str(cap)}, "--group", g) for g in LONGTAIL_GROUPS}
     import importlib
 
     import torch
@@ -690,13 +691,7 @@ def part_main(out: Path, cap: int) -> dict[str, Any]:
             else None
         )
         results["overhead"]["png"] = str(png) if png else "matplotlib missing: --plot safety_check.json later"
-        code = _wait(longtail, 300)
-        lt_path = out / "longtail_device.json"
-        lt = (
-            json.loads(lt_path.read_text()) if lt_path.exists() else {"error": f"longtail part exited {code}"}
-        )
-        results["longtail"] = {k: v for k, v in lt.items() if k != "rows"}
-        results["longtail"]["pass"] = lt.get("failed") == 0 and lt.get("total", 0) > 0
+        results["longtail"] = _merge_longtail(out, {g: _wait(p, 300) for g, p in longtail.items()})
         from sglang_consumer_gpu.safety import state
 
         results["doctor"] = state.lines()
@@ -725,12 +720,37 @@ def _sglang_version() -> str:
         return "?"
 
 
-def part_longtail(out: Path, cap: int) -> dict[str, Any]:
+def part_longtail(out: Path, cap: int, group: str) -> dict[str, Any]:
     import longtail_sweep
 
     apply_cap(cap)
     with plugin_for_cap(cap):
-        return longtail_sweep.sweep_device()
+        return longtail_sweep.sweep_device((group,))
+
+
+def _merge_longtail(out: Path, codes: dict[str, int | None]) -> dict[str, Any]:
+    """The long-tail groups' results in one ``longtail_device.json``; the summary for the main JSON."""
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"exit_codes": codes}
+    for group in LONGTAIL_GROUPS:
+        path = out / f"longtail_device_{group}.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            rows += doc.get("rows", [])
+            summary[f"seconds_{group}"] = doc.get("seconds")
+    for key in ("native", "fitted", "smem_failure", "error"):
+        summary[key] = sum(r.get("outcome") == key for r in rows)
+    summary["total"] = len(rows)
+    summary["failed"] = summary.pop("smem_failure")
+    summary["errors"] = [f"{r['case']}: {r.get('error')}" for r in rows if r.get("outcome") == "error"]
+    summary["fitted_cases"] = [
+        f"{r['case']}: {iv['kernel']} {iv['before']} -> {iv['after']}"
+        for r in rows
+        for iv in r["interventions"]
+    ]
+    (out / "longtail_device.json").write_text(json.dumps({**summary, "rows": rows}, indent=1, default=str))
+    summary["pass"] = summary["failed"] == 0 and summary["total"] > 0 and all(c == 0 for c in codes.values())
+    return summary
 
 
 def main() -> int:
@@ -738,6 +758,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results")))
     ap.add_argument("--cap", type=int, default=int(os.environ.get(EMULATE_ENV) or DEFAULT_CAP))
     ap.add_argument("--part", choices=("main", "reference", "longtail"), default="main")
+    ap.add_argument("--group", default="bio", help="--part longtail: which case group")
     ap.add_argument(
         "--plot", type=Path, help="only draw safety_overhead.png from an existing safety_check.json"
     )
@@ -750,7 +771,7 @@ def main() -> int:
     if args.part == "reference":
         doc, name = part_reference(args.out), "reference.json"
     elif args.part == "longtail":
-        doc, name = part_longtail(args.out, args.cap), "longtail_device.json"
+        doc, name = part_longtail(args.out, args.cap, args.group), f"longtail_device_{args.group}.json"
     else:
         doc, name = part_main(args.out, args.cap), "safety_check.json"
     tmp = args.out / f".{name}.tmp"
