@@ -43,7 +43,6 @@ if importlib.util.find_spec("sglang") is None:  # an older carry: SGLang's kerne
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")
 RTX_4090 = "NVIDIA GeForce RTX 4090"
-SGLANG_BRANCHES = ((8, 6), (8, 9), (12, 0))
 MOE_MODES = (  # name, dtype, block_shape, per_channel, activation dtype
     ("bf16", None, None, False, "bfloat16"),
     ("fp16", None, None, False, "float16"),
@@ -108,44 +107,34 @@ def moe_cell(quick: bool) -> list[dict[str, Any]]:
 
 
 def attention_checks(quick: bool) -> list[dict[str, Any]]:
-    from sglang_consumer_gpu.attention import HEAD_DIMS, PREFILL_HEAD_DIMS, extend_tile, prefill_tile
+    from sglang_consumer_gpu.attention import HEAD_DIMS, PREFILL_HEAD_DIMS
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.measure.attention import (
+        SGLANG_BRANCHES,
         VARIANTS,
         ExtendCase,
         PrefillCase,
-        sglang_extend_tile,
-        sglang_prefill_tile,
+        extend_choices,
+        prefill_choices,
     )
 
+    specs = [find_gpu(g) for g in GPUS]
     items = []
     for lq, lv in HEAD_DIMS:
-        tiles: dict[tuple[int, ...], list[str]] = {}
-        for g in GPUS:
-            t = extend_tile(find_gpu(g), lq, lv)
-            tiles.setdefault((t.block_m, t.block_n, t.num_warps), []).append(f"plugin {g}")
-        for cap in SGLANG_BRANCHES:
-            tiles.setdefault(sglang_extend_tile(lq, lv, cap), []).append(f"sglang sm_{cap[0]}{cap[1]}")
-        for tile, who in tiles.items():
+        for tile, who in extend_choices(lq, lv, specs).items():
             variants = VARIANTS if (not quick or (lq, lv) == (128, 128)) else ("causal",)
-            for v in variants:
-                items.append({"case": ExtendCase.for_check(lq, lv, v), "tile": tile, "chosen_by": who})
+            items += [
+                {"case": ExtendCase.for_check(lq, lv, v), "tile": tile, "chosen_by": who} for v in variants
+            ]
     for d in PREFILL_HEAD_DIMS:
         for dtype, causal in (("bfloat16", False), ("bfloat16", True), ("float32", False)):
             if (quick and causal) or (dtype == "float32" and d not in (128, 256)):
                 continue
-            elem = 4 if dtype == "float32" else 2
-            tiles = {}
-            for g in GPUS:
-                t = prefill_tile(find_gpu(g), d, elem)
-                tiles.setdefault((t.block_m, t.num_warps), []).append(f"plugin {g}")
-            if dtype != "float32":  # SGLang's fp32 sm_120 tile needs more than even an H200 has
-                for cap in SGLANG_BRANCHES:
-                    tiles.setdefault(sglang_prefill_tile(d, cap), []).append(f"sglang sm_{cap[0]}{cap[1]}")
-            for tile, who in tiles.items():
-                items.append(
-                    {"case": PrefillCase.for_check(d, causal, dtype), "tile": tile, "chosen_by": who}
-                )
+            # SGLang's fp32 sm_120 tile needs more shared memory than even an H200 has: plugin tiles only.
+            fp32 = dtype == "float32"
+            tiles = prefill_choices(d, specs, () if fp32 else SGLANG_BRANCHES, 4 if fp32 else 2)
+            items += [{"case": PrefillCase.for_check(d, causal, dtype), "tile": t, "chosen_by": who}
+                      for t, who in tiles.items()]  # fmt: skip
     return items
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import TF32_ROUNDOFF, UNIT_ROUNDOFF, Check, judge
-from sglang_consumer_gpu.measure.timer import rotation_slots
+from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
 
 EXTEND = "sglang.kernels.ops.attention.extend_attention"
 PREFILL = "sglang.kernels.ops.attention.prefill_attention"
@@ -201,11 +201,7 @@ class ExtendRun:
         self.ea = _module(EXTEND)
         self._gen = torch.Generator(device=device).manual_seed(seed)
         if slots is None:
-            if l2 is None:
-                from sglang_consumer_gpu.measure.timer import l2_bytes
-
-                l2 = l2_bytes() if device == "cuda" else 50 * 1024 * 1024
-            slots = rotation_slots(case.bytes_per_call(), l2, limit=4)
+            slots = rotation_slots(case.bytes_per_call(), device_l2(device, l2), limit=4)
         self.slots = [self._inputs() for _ in range(slots)]
         self.scale = 1.0 / math.sqrt(case.lq)
 
@@ -389,12 +385,10 @@ class PrefillRun:
         self._gen = torch.Generator(device=device).manual_seed(seed)
         total = sum(case.seq_lens)
         if slots is None:
-            if l2 is None:
-                from sglang_consumer_gpu.measure.timer import l2_bytes
-
-                l2 = l2_bytes() if device == "cuda" else 50 * 1024 * 1024
             elem = 4 if case.dtype == "float32" else 2
-            slots = rotation_slots(4 * total * case.heads * case.head_dim * elem, l2, limit=4)
+            slots = rotation_slots(
+                4 * total * case.heads * case.head_dim * elem, device_l2(device, l2), limit=4
+            )
         dt = getattr(torch, case.dtype)
         self.slots = [
             tuple(
@@ -438,6 +432,42 @@ class PrefillRun:
         _sync(self.device)
         return judge(self.out[slot], self.reference(slot), error_bound(self.case.dtype),
                      tile=list(tile) if tile else None)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ who chooses which tile
+
+#: SGLang's CUDA capability branches that hand ~99 KB GPUs their tiles (sm_86, sm_89, sm_120).
+SGLANG_BRANCHES: tuple[tuple[int, int], ...] = ((8, 6), (8, 9), (12, 0))
+
+
+def extend_choices(
+    lq: int, lv: int, specs: list[Any], branches: Any = SGLANG_BRANCHES
+) -> dict[Tile, list[str]]:
+    """Every extend tile the plugin chooses for ``specs`` and SGLang's ``branches`` choose, with who chose it."""
+    from sglang_consumer_gpu.attention import extend_tile
+
+    out: dict[Tile, list[str]] = {}
+    for spec in specs:
+        t = extend_tile(spec, lq, lv)
+        out.setdefault((t.block_m, t.block_n, t.num_warps), []).append(f"plugin {spec.name}")
+    for cap in branches:
+        out.setdefault(sglang_extend_tile(lq, lv, cap), []).append(f"sglang sm_{cap[0]}{cap[1]}")
+    return out
+
+
+def prefill_choices(
+    head_dim: int, specs: list[Any], branches: Any = SGLANG_BRANCHES, elem_bytes: int = 2
+) -> dict[PrefillTile, list[str]]:
+    """Every context-attention tile the plugin chooses for ``specs`` and SGLang's ``branches`` choose."""
+    from sglang_consumer_gpu.attention import prefill_tile
+
+    out: dict[PrefillTile, list[str]] = {}
+    for spec in specs:
+        t = prefill_tile(spec, head_dim, elem_bytes)
+        out.setdefault((t.block_m, t.num_warps), []).append(f"plugin {spec.name}")
+    for cap in branches:
+        out.setdefault(sglang_prefill_tile(head_dim, cap), []).append(f"sglang sm_{cap[0]}{cap[1]}")
+    return out
 
 
 # ------------------------------------------------------------------------------ compile jobs

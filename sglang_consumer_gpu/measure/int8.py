@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import Check
-from sglang_consumer_gpu.measure.timer import rotation_slots
+from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
 
 ROUTES = ("triton", "sgl-kernel", "torch", "int_mm")
 
@@ -287,11 +287,7 @@ class Int8Run:
         self.case, self.device, self.torch = case, device, torch
         gen = torch.Generator(device=device).manual_seed(seed)
         if slots is None:
-            if l2 is None:
-                from sglang_consumer_gpu.measure.timer import l2_bytes
-
-                l2 = l2_bytes() if device == "cuda" else 50 * 1024 * 1024
-            slots = rotation_slots(case.n * case.k, l2, limit=64)
+            slots = rotation_slots(case.n * case.k, device_l2(device, l2), limit=64)
         self.weights = [torch.randint(-127, 128, (case.n, case.k), dtype=torch.int8, device=device, generator=gen)
                         for _ in range(slots)]  # fmt: skip
         self.slots = slots

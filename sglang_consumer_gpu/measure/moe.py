@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import UNIT_ROUNDOFF, Check, judge, worst
-from sglang_consumer_gpu.measure.timer import rotation_slots
+from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
 
 KERNELS = "sglang.kernels.ops.moe.fused_moe_triton_kernels"
@@ -344,32 +344,15 @@ class Alignment:
     path: str
 
 
-@contextlib.contextmanager
-def _allocation_only() -> Iterator[Callable[..., Any]]:
-    """SGLang's ``moe_align_block_size`` with its fill kernels turned into no-ops: its own code
-    sizes and allocates the buffers (the sizes reach the kernel: EM is an argument)."""
-    mod = importlib.import_module(ALIGN)
-    saved = {n: mod.__dict__.get(n) for n in ("sgl_moe_align_block_size", "_is_cuda")}
-    with _lock:
-        mod.sgl_moe_align_block_size = lambda *a, **k: None
-        mod._is_cuda = False  # skips the small-batch Triton fill (moe_align_small_numel)
-        try:
-            yield mod.moe_align_block_size
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    mod.__dict__.pop(name, None)
-                else:
-                    setattr(mod, name, value)
-
-
 def torch_align(topk_ids: Any, block_m: int, num_experts: int) -> tuple[Any, Any, Any]:
     """SGLang's routing layout, filled by torch into buffers SGLang's allocation code sized:
     per expert its (token * topk + k) slots in ascending order, padded with ``numel`` to a
     multiple of ``block_m``; ``expert_ids`` per block (-1 past the end); the padded total."""
     import torch
 
-    with _allocation_only() as alloc:
+    from sglang_consumer_gpu.oracle.kernels.moe import _align_without_fill
+
+    with _lock, _align_without_fill() as alloc:  # SGLang's allocation code, its fill kernels no-ops
         sorted_ids, expert_ids, num_post = alloc(topk_ids, block_m, num_experts)
     flat = topk_ids.flatten().long()
     numel = flat.numel()
@@ -524,10 +507,7 @@ class MoeLayer:
         n_exp = experts or s.E
         expert_bytes = 3 * s.N * s.K * (1 if s.dtype else 2)
         if slots is None:
-            if l2 is None:
-                from sglang_consumer_gpu.measure.timer import l2_bytes
-
-                l2 = l2_bytes() if device == "cuda" else 50 * 1024 * 1024
+            l2 = device_l2(device, l2)
             touched = min(s.E, case.M * s.topk) * expert_bytes + case.M * s.K * 2 * (1 + s.topk)
             slots = rotation_slots(touched, l2)
             copies = rotation_slots(n_exp * expert_bytes, l2, limit=slots)

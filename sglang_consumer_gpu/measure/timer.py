@@ -214,6 +214,13 @@ def rotation_slots(bytes_per_call: float, l2_bytes: int, *, limit: int = 16) -> 
     return max(1, min(limit, math.ceil(2 * l2_bytes / bytes_per_call)))
 
 
+def device_l2(device: str, l2: int | None = None) -> int:
+    """``l2`` if given, else the L2 size of the CUDA device (50 MB, an H100's, elsewhere)."""
+    if l2 is not None:
+        return l2
+    return l2_bytes() if device == "cuda" else 50 * 1024 * 1024
+
+
 # ------------------------------------------------------------------------------ live GPU
 
 
