@@ -14,7 +14,7 @@ selected, so the rewritten launch is what is tested.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib.metadata
 import json
 import sys
 import time
@@ -23,7 +23,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-if importlib.util.find_spec("sglang") is None:  # the device machine with the older carry
+try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
+    importlib.metadata.version("sglang")
+except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
     import sglang_env  # noqa: F401
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")

@@ -16,7 +16,7 @@ prefill-heavy and decode-heavy, GQA 32/8 heads (MLA 576/512: 16/1); context (vis
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib.metadata
 import json
 import sys
 import time
@@ -25,7 +25,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-if importlib.util.find_spec("sglang") is None:  # the device machine with the older carry
+try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
+    importlib.metadata.version("sglang")
+except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
     import sglang_env  # noqa: F401
 
 L40S = "NVIDIA L40S"

@@ -20,7 +20,7 @@ BLOCK_SIZE_M <= 32 config), without a GROUP_SIZE_M refinement.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib.metadata
 import json
 import os
 import sys
@@ -30,7 +30,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-if importlib.util.find_spec("sglang") is None:  # the device machine with the older carry
+try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
+    importlib.metadata.version("sglang")
+except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
     import sglang_env  # noqa: F401
 
 from sglang_consumer_gpu.measure import moe_sweep as sweep  # noqa: E402
