@@ -459,7 +459,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="subsets: about a minute on 16 cores")
     ap.add_argument("--workers", type=int, default=None, help="compile processes (default: cores - 1)")
     ap.add_argument("--budget-s", type=float, default=None, help="stop starting new sections after this long")
+    ap.add_argument("--plot", type=Path, help="only draw the PNG for an existing engine_check.json (no GPU)")
     a = ap.parse_args()
+    if a.plot:
+        plot(json.loads(a.plot.read_text()), a.plot.with_suffix(".png"))
+        return 0
     t0 = time.time()
     budget = a.budget_s or (90.0 if a.quick else 240.0)
     a.out.mkdir(parents=True, exist_ok=True)
