@@ -27,9 +27,9 @@ def test_two_deepest_keeps_the_two_deepest_per_tile() -> None:
     kept = sweep.two_deepest(space)
     tiles: dict[tuple[int, ...], list[int]] = {}
     for c in kept:
-        tiles.setdefault((c["BLOCK_SIZE_M"], c["BLOCK_SIZE_N"], c["BLOCK_SIZE_K"], c["num_warps"]), []).append(
-            c["num_stages"]
-        )
+        tiles.setdefault(
+            (c["BLOCK_SIZE_M"], c["BLOCK_SIZE_N"], c["BLOCK_SIZE_K"], c["num_warps"]), []
+        ).append(c["num_stages"])
     assert all(sorted(s) == ([3, 4] if t[2] == 256 else [4, 5]) for t, s in tiles.items())
 
 
