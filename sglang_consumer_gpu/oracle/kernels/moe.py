@@ -72,7 +72,7 @@ def _torch() -> Any:
 
 
 @contextlib.contextmanager
-def _align_without_fill() -> Iterator[Any]:
+def align_without_fill() -> Iterator[Any]:
     """SGLang's ``moe_align_block_size`` with its fill kernels made no-ops."""
     import importlib
 
@@ -164,7 +164,7 @@ def dry_run(
     config.pop("USE_TMA", None)  # TMA is opt-in per tuned file and needs sm_90; not modelled here
     m = "meta"
 
-    with virtual_gpu(spec, patched=patched), _align_without_fill() as align:
+    with virtual_gpu(spec, patched=patched), align_without_fill() as align:
         topk_ids = torch.empty(M, topk, device=m, dtype=torch.int32)
         topk_weights = torch.empty(M, topk, device=m, dtype=torch.float32)
         sorted_ids, expert_ids, num_post = align(topk_ids, config["BLOCK_SIZE_M"], E)
