@@ -5,12 +5,17 @@ puts a finder on ``sys.meta_path`` that answers "not mine" to every import
 except the first ``import sglang``. That import triggers
 :func:`sglang_consumer_gpu.activation.activate`, which arms post-import hooks
 for the modules the patches target; the normal import then continues.
+
+When ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` is set (and only then) it also arms
+the shared-memory emulation's hooks (:mod:`sglang_consumer_gpu.emulation`),
+whatever the off switch says: unpatched SGLang under the cap is a test case.
 """
 
 import os
 import sys
 
 _FALSE = {"0", "false", "off", "no", "disable", "disabled"}
+_EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"  # == settings.EMULATE_SMEM (a test checks)
 
 
 class _SglangImportTrigger:
@@ -42,7 +47,18 @@ def armed() -> bool:
     return any(f is _trigger for f in sys.meta_path)
 
 
+def _install_emulation() -> None:
+    try:
+        from sglang_consumer_gpu.emulation.hooks import install as install_emulation
+
+        install_emulation()
+    except Exception as exc:  # never break interpreter start
+        sys.stderr.write(f"sglang-consumer-gpu: shared-memory emulation not installed: {exc!r}\n")
+
+
 def install() -> None:
+    if os.environ.get(_EMULATE_SMEM):
+        _install_emulation()
     if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _FALSE:
         return
     if "sglang" in sys.modules:  # already imported (unusual for a .pth): activate now

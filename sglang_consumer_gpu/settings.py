@@ -16,12 +16,45 @@ USER_MOE_CONFIG_DIR = "SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR"
 EXTRA_PATCH_MODULES = "SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES"
 #: Where compile results of the shared-memory oracle are cached.
 CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
+#: Shared memory per block (bytes) that Triton, torch and the plugin's live spec
+#: report instead of the GPU's own, in every process: emulates a smaller GPU's
+#: limit on a bigger one (sglang_consumer_gpu.emulation, docs/e2e.md). A contract
+#: the tools and scripts share: do not rename.
+EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 
 _FALSE = {"0", "false", "off", "no", "disable", "disabled"}
 
 
 def plugin_enabled() -> bool:
     return os.environ.get(OFF_SWITCH, "1").strip().lower() not in _FALSE
+
+
+_warned_smem: set[str] = set()
+
+
+def emulated_smem_cap(environ: dict[str, str] | None = None) -> int | None:
+    """The emulated cap in bytes, or None when unset or invalid (an invalid value
+    is logged once per process and ignored: no cap is better than a wrong one)."""
+    raw = (os.environ if environ is None else environ).get(EMULATE_SMEM)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value > 0:
+        return value
+    if raw not in _warned_smem:
+        _warned_smem.add(raw)
+        import logging
+
+        logging.getLogger("sglang_consumer_gpu.emulation").warning(
+            "sglang-consumer-gpu: %s=%r ignored (want a positive number of bytes, e.g. 101376); "
+            "no shared-memory cap is emulated",
+            EMULATE_SMEM,
+            raw,
+        )
+    return None
 
 
 def extra_patch_modules() -> list[str]:

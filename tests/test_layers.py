@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "bench": 8,
     "safety": 4,
     "planner": 8,
-    "emulation": 8,
+    "emulation": 4,  # its hooks run from _pth at interpreter start, like the patches
     "cli": 9,
     "__main__": 10,
 }

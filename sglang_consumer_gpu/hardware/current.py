@@ -5,11 +5,15 @@ SGLang's launcher process, which later forks/spawns workers, and a context
 made there breaks fork-based startup (SGLang's own `get_device_sm` avoids
 torch.cuda for the same reason). So the live spec comes from NVML unless
 torch.cuda is already initialised.
+
+Under ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` (docs/e2e.md) the live specs carry
+the emulated shared-memory cap (same name, ``source`` marked).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -111,8 +115,21 @@ def live_specs() -> list[GpuSpec]:
                 specs = []
     except Exception as exc:
         logger.debug("could not read GPU properties: %s", exc)
+    specs = _with_emulated_smem(specs)
     _live_cache.append(specs)
     return specs
+
+
+def _with_emulated_smem(specs: list[GpuSpec]) -> list[GpuSpec]:
+    cap = settings.emulated_smem_cap()
+    if cap is None:
+        return specs
+    return [
+        dataclasses.replace(s, smem_per_block_optin=cap, source=f"{s.source}+emulated-smem")
+        if s.smem_per_block_optin > cap
+        else s
+        for s in specs
+    ]
 
 
 def _env_virtual() -> GpuSpec | None:
