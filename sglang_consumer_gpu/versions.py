@@ -81,6 +81,12 @@ def in_range(version: str, specifier: str) -> bool:
         return False
 
 
+def has_plugin_group(version: str | None = None) -> bool:
+    """Whether that SGLang (default: the installed one) runs ``sglang.srt.plugins`` entry points."""
+    version = version if version is not None else sglang_version()
+    return version is not None and in_range(version, f">={PLUGIN_GROUP_SINCE}")
+
+
 @dataclass(frozen=True)
 class Coverage:
     """Whether the installed SGLang is one the plugin covers, and what to tell the user if not."""

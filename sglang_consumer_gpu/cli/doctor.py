@@ -24,7 +24,7 @@ from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
-from sglang_consumer_gpu.versions import PLUGIN_GROUP_SINCE, coverage, in_range, sglang_version
+from sglang_consumer_gpu.versions import PLUGIN_GROUP_SINCE, coverage, has_plugin_group, sglang_version
 from sglang_consumer_gpu.versions import report as version_report
 
 PTH_NAME = "sglang_consumer_gpu.pth"
@@ -74,7 +74,7 @@ def activation_report() -> dict[str, Any]:
         "import_watcher_installed": watcher.installed(),
         "entry_point_registered": _entry_point_registered(),
         # SGLang calls entry points of the group only from 0.5.11 on.
-        "sglang_has_plugin_group": version is not None and in_range(version, f">={PLUGIN_GROUP_SINCE}"),
+        "sglang_has_plugin_group": has_plugin_group(version),
         "paths_run_in_this_process": activation.active_paths(),
     }
 

@@ -149,14 +149,22 @@ def _record_call_failure(patch: Patch, errors: dict[str, int], exc: Exception) -
 
 
 def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
-    """Apply one patch now and record the result. Never raises."""
+    """Apply one patch now and record the result. Never raises. A result is
+    logged when it is new: trying again (entry point after import watcher,
+    ``apply_all``) does not repeat a warning."""
     with _lock:
+        previous = _results.get(patch.name)
         try:
             result = _apply(patch, module)
         except Exception as exc:  # the plugin must never stop SGLang
             result = PatchResult(Status.FAILED, f"{type(exc).__name__}: {exc}")
         _results[patch.name] = result
-    if result.status is Status.FAILED:
+    if previous is not None and (previous.status, previous.detail) == (result.status, result.detail):
+        logger.debug("sglang-consumer-gpu: patch %s: still %s", patch.name, result.status.value)
+    elif result.status is Status.APPLIED and not versions.has_plugin_group():
+        # No load_plugins() in this SGLang, hence no summary line: say it per patch.
+        logger.info("sglang-consumer-gpu: patch %s applied %s", patch.name, result.detail)
+    elif result.status is Status.FAILED:
         logger.warning("sglang-consumer-gpu: patch %s failed and was skipped: %s", patch.name, result.detail)
     elif result.status is Status.TARGET_MISSING:
         logger.warning(
