@@ -13,8 +13,10 @@ that range the plugin patches nothing and says so once.
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -65,6 +67,25 @@ def report() -> dict[str, str | None]:
     for label, dists in DISTRIBUTIONS.items():
         out[label] = next((v for v in map(installed_version, dists) if v), None)
     return out
+
+
+def sglang_package_dirs() -> list[Path]:
+    """Where the installed ``sglang`` package lives, found without importing it.
+
+    ``importlib.util.find_spec("sglang")`` would do, but it asks every finder on
+    ``sys.meta_path``, including the plugin's own first-import trigger, which
+    would then activate the plugin in a process that only wanted to read files
+    (doctor, moe-config). So the same finders are asked, minus the plugin's."""
+    for finder in sys.meta_path:
+        if type(finder).__module__.startswith("sglang_consumer_gpu") or not hasattr(finder, "find_spec"):
+            continue
+        try:
+            spec = finder.find_spec("sglang", None)
+        except Exception:
+            continue
+        if spec is not None:
+            return [Path(p) for p in spec.submodule_search_locations or ()]
+    return []
 
 
 @functools.lru_cache(maxsize=1)

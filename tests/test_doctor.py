@@ -73,13 +73,16 @@ def test_static_doctor_does_not_import_sglang_or_torch() -> None:
     out = run_python_json(
         f"""
         import contextlib, io, json, sys
+        from sglang_consumer_gpu import _pth, activation
         from sglang_consumer_gpu.cli import main
         with contextlib.redirect_stdout(io.StringIO()):
             main(["doctor", "--gpu", "{RTX_5090}"])
-        print(json.dumps({{m: m in sys.modules for m in ("sglang", "torch", "triton")}}))
+        out = {{m: m in sys.modules for m in ("sglang", "torch", "triton")}}
+        # locating SGLang's files must not fire the first-import trigger either
+        print(json.dumps({{**out, "armed": _pth.armed(), "paths": activation.active_paths()}}))
         """
     )
-    assert out == {"sglang": False, "torch": False, "triton": False}
+    assert out == {"sglang": False, "torch": False, "triton": False, "armed": True, "paths": []}
 
 
 def test_doctor_for_rtx_5090_routes_int8_without_warnings() -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sglang_consumer_gpu import settings
-from sglang_consumer_gpu.versions import installed_version
+from sglang_consumer_gpu.versions import installed_version, sglang_package_dirs
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
 
@@ -141,17 +141,9 @@ def _is_dir(path: Path) -> bool:
 
 def sglang_config_root() -> Path | None:
     """SGLang's own ``configs`` directory, found without importing SGLang."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("sglang")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for base in spec.submodule_search_locations:
+    for base in sglang_package_dirs():
         for rel in SGLANG_CONFIG_DIRS:
-            root = Path(base) / rel
+            root = base / rel
             if _is_dir(root):
                 return root
     return None

@@ -9,10 +9,8 @@ The source is parsed with :mod:`ast`, never executed, except that
 from __future__ import annotations
 
 import ast
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.patches.base import Seam
@@ -44,15 +42,13 @@ def read_source(read: Reader, module: str) -> str | None:
 
 
 def installed_reader() -> Reader | None:
-    """A reader for the installed SGLang's files (None when SGLang is not installed).
-    ``find_spec("sglang")`` locates the package without executing it."""
-    try:
-        spec = importlib.util.find_spec("sglang")
-    except (ImportError, ValueError):
+    """A reader for the installed SGLang's files (None when SGLang is not installed);
+    SGLang is located, not imported (:func:`~sglang_consumer_gpu.versions.sglang_package_dirs`)."""
+    from sglang_consumer_gpu.versions import sglang_package_dirs
+
+    roots = [p.parent for p in sglang_package_dirs()]
+    if not roots:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    roots = [Path(p).parent for p in spec.submodule_search_locations]
 
     def read(rel: str) -> str | None:
         for root in roots:
