@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from sglang_consumer_gpu import settings
@@ -52,6 +54,7 @@ TAGS = (
     "cp311",
 )
 PLUGINS = "sglang/srt/plugins/__init__.py"
+ROOT = Path(__file__).resolve().parents[1]
 #: Releases a patch has no seam in, and why (the README's covered-release table says the same).
 NO_SEAM = {"attention-extend-blocks": "<0.5.4"}  # tiles are locals of extend_attention_fwd before 0.5.4
 PATCHES = builtin_patches()
@@ -233,3 +236,41 @@ def test_check_range_has_every_module_the_oracle_imports(releases) -> None:
             assert present, version
     _, names = _reader(releases[below])
     assert not all(any(p in names for p in module_paths(m)) for m in modules), below
+
+
+def test_installing_the_plugin_never_changes_sglang(tmp_path: Path) -> None:
+    """The wheel requires neither sglang nor torch/triton (pip would up- or downgrade
+    them to satisfy a bound); the covered range is an opt-in extra whose bounds
+    are versions.COVERED_SGLANG."""
+    pytest.importorskip("hatchling")
+    from sglang_consumer_gpu.versions import COVERED_SGLANG
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("sglang_consumer_gpu-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [
+        Requirement(line.split(":", 1)[1]) for line in meta.splitlines() if line.startswith("Requires-Dist:")
+    ]
+    base = {r.name for r in requires if r.marker is None}
+    assert base and not base & {"sglang", "torch", "triton"}, base
+    (extra,) = [
+        r for r in requires if r.name == "sglang" and r.marker and r.marker.evaluate({"extra": "sglang"})
+    ]
+    assert extra.specifier == SpecifierSet(COVERED_SGLANG)
