@@ -2,22 +2,16 @@
 """Triton int8_scaled_mm vs torch._int_mm + a scale epilogue, on the device machine.
 
 The baseline is what a user without sgl-kernel could write:
-``(torch._int_mm(a, b) * scale_a * scale_b).to(out_dtype)`` (``_int_mm``
-needs M > 16, so smaller batches are zero-padded to 32 rows inside the timed
-call, as a user would have to). The Triton side uses the tiles the dispatch
-table gives an RTX 4090/5090 (``--gpu``), i.e. tiles proven to fit 101,376
-bytes of shared memory, timed here on whatever GPU runs the script.
+``(torch._int_mm(a, b) * scale_a * scale_b).to(out_dtype)`` (``_int_mm`` needs M > 16, so
+smaller batches are zero-padded to 32 rows inside the timed call). The Triton side uses the
+tiles the dispatch table gives ``--gpu`` (tiles proven to fit 101,376 bytes), timed on whatever
+GPU runs the script. ``torch._int_mm`` alone (no scaling: not a usable layer) is the floor any
+``_int_mm`` path could reach; sgl-kernel's CUTLASS kernel is timed too where it imports (on an
+H100/H200 it runs its sm_90 kernels, not the sm_89 ones an RTX 4090 gets).
 
-``torch._int_mm`` alone (no scaling at all, so not a usable layer) is timed
-too, as the floor any ``_int_mm``-based path could reach: the ratio against it
-says how the Triton GEMM itself compares with cuBLASLt's int8 GEMM.
-
-All are timed in one run as CUDA-graph GPU time with weights rotated
-past L2 (see ``sglang_consumer_gpu.int8.devtools``); the result is the ratio
-baseline / Triton per shape and its geometric mean. sgl-kernel's CUTLASS
-kernel is not compared: the device machine has no sgl_kernel (its 373 MB
-wheel cannot travel: 64 MiB limit), and on an H100 it would run its sm_90
-kernels, not the sm_89 ones an RTX 4090 gets.
+All routes of a point are timed interleaved with the measurement engine's timer (CUDA graphs,
+weights rotated past L2; :mod:`sglang_consumer_gpu.measure.int8`); the result is the ratio
+baseline / Triton per shape and its geometric mean.
 
     PYTHONPATH=. python scripts/bench_int8.py --out results/int8_bench.json
 """
@@ -25,9 +19,7 @@ kernels, not the sm_89 ones an RTX 4090 gets.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,35 +27,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def _triton_call(op: Any, a: Any, weights: list[Any], sa: Any, sb: Any, spec: Any, i: int) -> Any:
-    import torch
-
-    return op(a, weights[i].t(), sa, sb, torch.bfloat16, None, spec=spec)
-
-
-def _baseline_call(a: Any, b: list[Any], sa: Any, sb: Any, a_pad: Any, sa_pad: Any, i: int) -> Any:
-    """What a user could write: ``torch._int_mm`` (M > 16 only, so small
-    batches are zero-padded) and the scales applied in float32."""
-    import torch
-
-    if a_pad is not None:
-        m = a.shape[0]
-        a_pad[:m].copy_(a)
-        sa_pad[:m].copy_(sa)
-        return (torch._int_mm(a_pad, b[i]) * sa_pad * sb).to(torch.bfloat16)[:m]
-    return (torch._int_mm(a, b[i]) * sa * sb).to(torch.bfloat16)
-
-
-def _int_mm_only(a: Any, b: list[Any], a_pad: Any, i: int) -> Any:
-    """The bare int32 GEMM (cuBLASLt), no scaling: a floor for any _int_mm-based path."""
-    import torch
-
-    if a_pad is not None:
-        a_pad[: a.shape[0]].copy_(a)
-        return torch._int_mm(a_pad, b[i])
-    return torch._int_mm(a, b[i])
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
@@ -97,7 +60,7 @@ def main() -> int:
     p.add_argument(
         "--gpu", default="NVIDIA GeForce RTX 4090", help="GPU whose dispatch table picks the tiles"
     )
-    p.add_argument("--m", default="", help="comma-separated M values (default: shapes.M_VALUES)")
+    p.add_argument("--m", default="", help="comma-separated M values (default: measure.int8.M_VALUES)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--plot-only", action="store_true", help="re-plot --out's JSON (no GPU needed)")
     args = p.parse_args()
@@ -110,100 +73,72 @@ def main() -> int:
     import torch
 
     from sglang_consumer_gpu.hardware.catalog import find_gpu
-    from sglang_consumer_gpu.int8 import devtools
-    from sglang_consumer_gpu.int8.ops import int8_scaled_mm
-    from sglang_consumer_gpu.int8.shapes import LAYERS, M_VALUES, unique_nk
     from sglang_consumer_gpu.int8.tiles import select_tile
+    from sglang_consumer_gpu.measure.common import environment, geomean
+    from sglang_consumer_gpu.measure.compile import describe, precompile
+    from sglang_consumer_gpu.measure.int8 import (
+        M_VALUES,
+        MODEL_LAYERS,
+        Int8Case,
+        Int8Job,
+        Int8Run,
+        sgl_kernel_available,
+        unique_nk,
+    )
+    from sglang_consumer_gpu.measure.timer import Timer
 
     spec = find_gpu(args.gpu)
     ms = [int(x) for x in args.m.split(",")] if args.m else list(M_VALUES)
     t0 = time.time()
     shapes = unique_nk()
-    variants = {
-        devtools.variant_for(select_tile(spec, m, n, k), "bfloat16", False, k) for n, k in shapes for m in ms
-    }
-    errors = {v: e for v, e in devtools.precompile(variants, args.workers).items() if e}
-    print(f"precompiled {len(variants)} variants, {len(errors)} failed ({time.time() - t0:.0f}s)", flush=True)
-
-    dev = torch.device("cuda")
+    tile = {(m, n, k): select_tile(spec, m, n, k) for n, k in shapes for m in ms}
+    compiled = precompile(
+        [Int8Job(Int8Case(m, n, k), tuple(t.to_list())) for (m, n, k), t in tile.items()], args.workers
+    )
+    print(f"precompiled {len(compiled)} cases ({time.time() - t0:.0f}s)", flush=True)
+    sgl_ok, sgl_why = sgl_kernel_available()
+    timer = Timer()
     results: list[dict[str, Any]] = []
-    col_major_ok = True
     for n, k in shapes:
-        copies = devtools.weight_copies(n, k)
-        weights, sb = devtools.random_weights(n, k, copies, dev)
         for m in ms:
-            a, sa = devtools.random_activations(m, k, dev)
-            pad = 32 - m if m <= 16 else 0  # _int_mm needs M > 16
-            a_pad = torch.zeros((m + pad, k), dtype=torch.int8, device=dev)
-            sa_pad = torch.zeros((m + pad, 1), device=dev)
-            try:
-                torch._int_mm(a_pad if pad else a, weights[0].t())
-            except RuntimeError:
-                col_major_ok = False
-            b_for_int_mm = [w.t() if col_major_ok else w.t().contiguous() for w in weights]
-
-            triton_call = functools.partial(_triton_call, int8_scaled_mm, a, weights, sa, sb, spec)
-            baseline_call = functools.partial(
-                _baseline_call, a, b_for_int_mm, sa, sb, a_pad if pad else None, sa_pad
-            )
-
-            # Same answer before timing anything (the baseline rounds its float32 result once too).
-            same = torch.allclose(triton_call(0).float(), baseline_call(0).float(), rtol=2e-2, atol=1e-2)
-            t_triton = devtools.graph_time_us(triton_call, copies=copies)
-            t_base = devtools.graph_time_us(baseline_call, copies=copies)
-            t_gemm = devtools.graph_time_us(
-                functools.partial(_int_mm_only, a, b_for_int_mm, a_pad if pad else None), copies=copies
-            )
-            results.append(
-                {
-                    "n": n,
-                    "k": k,
-                    "m": m,
-                    "tile": select_tile(spec, m, n, k).label(),
-                    "triton_us": t_triton,
-                    "int_mm_epilogue_us": t_base,
-                    "ratio": t_base / t_triton,
-                    "int_mm_only_us": t_gemm,
-                    "ratio_vs_int_mm_only": t_gemm / t_triton,
-                    "padded_for_int_mm": bool(pad),
-                    "outputs_agree": bool(same),
-                    "triton_tops": 2 * m * n * k / t_triton / 1e6,
-                }
-            )
-            del b_for_int_mm
-        del weights
+            run = Int8Run(Int8Case(m, n, k))
+            routes = ("triton", "torch", "int_mm", *(("sgl-kernel",) if sgl_ok else ()))
+            fns = {r: run.run(r, spec=spec) for r in routes}
+            same = run.agree("triton", spec=spec)  # same answer before timing anything
+            t = timer.compare(fns, run.slots)
+            row = {"n": n, "k": k, "m": m, "tile": tile[(m, n, k)].label(), "triton_us": t["triton"].us,
+                   "int_mm_epilogue_us": t["torch"].us, "ratio": t["torch"].us / t["triton"].us,
+                   "int_mm_only_us": t["int_mm"].us, "ratio_vs_int_mm_only": t["int_mm"].us / t["triton"].us,
+                   "padded_for_int_mm": m <= 16, "outputs_agree": same, "triton_tops": run.tops(t["triton"].us),
+                   "spread": max(x.spread for x in t.values())}  # fmt: skip
+            if sgl_ok:
+                row.update(
+                    sgl_kernel_us=t["sgl-kernel"].us, ratio_vs_sgl_kernel=t["sgl-kernel"].us / t["triton"].us
+                )
+            results.append(row)
+            del run
         torch.cuda.empty_cache()
         print(f"N={n} K={k} done ({time.time() - t0:.0f}s)", flush=True)
 
     ratios = [r["ratio"] for r in results]
-    geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-    by_m = {}
-    for m in ms:
-        rs = [r["ratio"] for r in results if r["m"] == m]
-        by_m[str(m)] = math.exp(sum(math.log(x) for x in rs) / len(rs))
-    gemm_ratios = [r["ratio_vs_int_mm_only"] for r in results]
+    gemm = [r["ratio_vs_int_mm_only"] for r in results]
     summary = {
         "points": len(results),
-        "geomean_ratio": geo,
-        "geomean_ratio_vs_int_mm_only": math.exp(sum(math.log(x) for x in gemm_ratios) / len(gemm_ratios)),
-        "slower_than_int_mm_only": sum(x < 1.0 for x in gemm_ratios),
-        "geomean_ratio_by_m": by_m,
+        "geomean_ratio": geomean(ratios),
+        "geomean_ratio_vs_int_mm_only": geomean(gemm),
+        "slower_than_int_mm_only": sum(x < 1.0 for x in gemm),
+        "geomean_ratio_by_m": {str(m): geomean([r["ratio"] for r in results if r["m"] == m]) for m in ms},
         "min_ratio": min(ratios),
         "max_ratio": max(ratios),
         "slower_points": sum(x < 1.0 for x in ratios),
         "outputs_agree": all(r["outputs_agree"] for r in results),
-        "int_mm_took_column_major_b": col_major_ok,
+        "sgl_kernel": sgl_why,
     }
-    doc = {
-        **devtools.environment(),
-        "tiles_from": spec.name,
-        "out_dtype": "bfloat16",
-        "layers": [layer.label for layer in LAYERS],
-        "summary": summary,
-        "compile_errors": devtools.errors_json(errors),
-        "results": results,
-        "seconds": time.time() - t0,
-    }
+    if sgl_ok:
+        summary["geomean_ratio_vs_sgl_kernel"] = geomean([r["ratio_vs_sgl_kernel"] for r in results])
+    doc = {**environment(), "tiles_from": spec.name, "out_dtype": "bfloat16",
+           "layers": [layer.label for layer in MODEL_LAYERS], "summary": summary, "compile": describe(compiled),
+           "results": results, "seconds": time.time() - t0}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
     try:

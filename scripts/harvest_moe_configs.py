@@ -166,8 +166,8 @@ def pick(cands: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, An
 def _oracle(item: tuple[str, str | None, Any, bool, dict[str, int]]) -> int | str:
     gpu, dtype, block, pcq, cfg = item
     from sglang_consumer_gpu.hardware import find_gpu
-    from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
     from sglang_consumer_gpu.moe.shape import MoeShape
+    from sglang_consumer_gpu.oracle.kernels.moe import layer_shared as oracle_shared
 
     try:
         shape = MoeShape(64, 1024, 4096, 8, dtype, tuple(block) if block else None, pcq)

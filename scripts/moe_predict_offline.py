@@ -18,11 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_moe import KEYS, cfg_key  # noqa: E402
 
 from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
+from sglang_consumer_gpu.measure.moe import config_key, launch_config  # noqa: E402
 from sglang_consumer_gpu.moe.heuristic import heuristic_config  # noqa: E402
 from sglang_consumer_gpu.moe.shape import MoeShape  # noqa: E402
 
@@ -36,11 +34,9 @@ def predict(path: Path) -> list[dict]:
         for p in c["points"]:
             timed = dict(p["space_us"])
             for name in ("default", "heuristic"):
-                timed.setdefault(
-                    cfg_key({k: p[name]["config"][k] for k in KEYS if k in p[name]["config"]}), p[name]["us"]
-                )
-            new = cfg_key(heuristic_config(p["M"], shape, spec))
-            old = cfg_key(p["heuristic"]["config"])
+                timed.setdefault(config_key(launch_config(p[name]["config"])), p[name]["us"])
+            new = config_key(heuristic_config(p["M"], shape, spec))
+            old = config_key(p["heuristic"]["config"])
             best = p["best"]["us"]
             pts.append(
                 {

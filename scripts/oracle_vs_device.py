@@ -44,6 +44,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
+from sglang_consumer_gpu.measure.moe import align  # noqa: E402
 from sglang_consumer_gpu.oracle.kernels import moe as oracle_moe  # noqa: E402
 
 H100 = find_gpu("NVIDIA H100 80GB HBM3")
@@ -80,27 +81,6 @@ def _required(exc: BaseException) -> int | None:
 # --- fused MoE -------------------------------------------------------------------
 
 
-def _fill_alignment(topk_ids: torch.Tensor, block_m: int, E: int, bufs: tuple[torch.Tensor, ...]) -> None:
-    """Fill SGLang-allocated routing buffers with a valid expert-sorted layout."""
-    sorted_ids, expert_ids, num_post = bufs
-    flat = topk_ids.flatten()
-    numel = flat.numel()
-    ids, experts = [], []
-    for e in range(E):
-        idx = (flat == e).nonzero().flatten().to(torch.int32)
-        if idx.numel() == 0:
-            continue
-        pad = (-idx.numel()) % block_m
-        ids.append(torch.cat([idx, torch.full((pad,), numel, dtype=torch.int32, device=idx.device)]))
-        experts += [e] * ((idx.numel() + pad) // block_m)
-    packed = torch.cat(ids)
-    sorted_ids.fill_(numel)
-    sorted_ids[: packed.numel()] = packed
-    expert_ids.fill_(-1)
-    expert_ids[: len(experts)] = torch.tensor(experts, dtype=torch.int32, device=expert_ids.device)
-    num_post.fill_(packed.numel())
-
-
 def moe_real(case: dict[str, Any]) -> dict[str, Any]:
     """Launch SGLang's invoke_fused_moe_kernel on the H100 for one GEMM."""
     import triton.language as tl
@@ -115,9 +95,8 @@ def moe_real(case: dict[str, Any]) -> dict[str, Any]:
     topk_w, topk_ids = torch.softmax(scores, -1).topk(topk, dim=-1)
     topk_ids = topk_ids.to(torch.int32)
     topk_w = topk_w.float().contiguous()
-    with oracle_moe._align_without_fill() as align:
-        bufs = align(topk_ids, cfg["BLOCK_SIZE_M"], E)
-    _fill_alignment(topk_ids, cfg["BLOCK_SIZE_M"], E, bufs)
+    routing = align(topk_ids, cfg["BLOCK_SIZE_M"], E)
+    bufs = (routing.sorted_ids, routing.expert_ids, routing.num_post)
     rows_in, n_out, k_in = (M, 2 * N, K) if gemm == "up" else (M * topk, K, N)
     a = (torch.randn(rows_in, k_in, device=dev, generator=g) * 0.5).to(act)
     a_scale = b_scale = None
@@ -139,7 +118,7 @@ def moe_real(case: dict[str, Any]) -> dict[str, Any]:
         if gemm == "up"
         else torch.zeros(M, topk, n_out, device=dev, dtype=act)
     )
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"align": routing.path}
     with record_real_launches() as seen:
         try:
             fk.invoke_fused_moe_kernel(

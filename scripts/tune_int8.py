@@ -6,9 +6,10 @@ On the device machine (H100, whatever Triton it has):
 1. re-checks every candidate tile with the compile-only oracle for sm_86,
    sm_89 and sm_120 under the device's Triton (shared memory differs between
    Triton versions) and drops any that does not fit 101,376 bytes;
-2. times the survivors (CUDA-graph GPU time, weights rotated past L2) for every
-   (N, K) of the model layers in ``sglang_consumer_gpu.int8.shapes`` at the top
-   of each M bucket;
+2. times the survivors with the measurement engine's timer (CUDA graphs, weights
+   rotated past L2, all tiles of a point interleaved) for every (N, K) of the model
+   layers (``sglang_consumer_gpu.measure.int8.MODEL_LAYERS``) at the top of each M
+   bucket;
 3. writes everything to ``--out`` (JSON).
 
 Here (no GPU): ``--derive TUNE.json`` turns a tuning result into
@@ -27,7 +28,6 @@ target GPU would say), but every tile in the table is one they can launch.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import sys
@@ -38,8 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sglang_consumer_gpu.int8.shapes import unique_nk  # noqa: E402
 from sglang_consumer_gpu.int8.tiles import CANDIDATES, M_BUCKETS, TABLE_FILE, Tile  # noqa: E402
+from sglang_consumer_gpu.measure.int8 import unique_nk  # noqa: E402
 
 ARCHS = (86, 89, 120)
 #: A shape gets its own table entry only when its best tile beats the bucket default by this much.
@@ -56,10 +56,35 @@ def tiles_for_bucket(bucket: int, tiles: list[Tile]) -> list[Tile]:
     return list(tiles)
 
 
-def _triton_call(op: Any, a: Any, weights: list[Any], sa: Any, sb: Any, tile: Tile, i: int) -> Any:
-    import torch
+def _oracle_one(job: tuple[Tile, int]) -> dict[str, Any]:
+    from sglang_consumer_gpu.hardware.spec import GpuSpec
+    from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
 
-    return op(a, weights[i].t(), sa, sb, torch.bfloat16, None, tile=tile)
+    tile, arch = job
+    spec = GpuSpec.for_arch(*divmod(arch, 10))
+    try:
+        r = tile_resources(spec, tile)
+        return {
+            "tile": tile.to_list(),
+            "arch": spec.arch_name,
+            "shared": r.shared,
+            "limit": r.limit,
+            "fits": r.fits,
+        }
+    except Exception as exc:
+        return {"tile": tile.to_list(), "arch": spec.arch_name, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def oracle_recheck(workers: int | None) -> list[dict[str, Any]]:
+    """Compile-only shared memory of every candidate for each of :data:`ARCHS`, under this Triton."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sglang_consumer_gpu.measure.compile import default_workers
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers or default_workers(), mp_context=ctx) as pool:
+        return list(pool.map(_oracle_one, [(t, a) for t in CANDIDATES for a in ARCHS]))
 
 
 def tune(
@@ -68,11 +93,13 @@ def tune(
     import torch
     import triton
 
-    from sglang_consumer_gpu.int8 import devtools
-    from sglang_consumer_gpu.int8.ops import int8_scaled_mm
+    from sglang_consumer_gpu.measure.common import environment
+    from sglang_consumer_gpu.measure.compile import describe, precompile
+    from sglang_consumer_gpu.measure.int8 import Int8Case, Int8Job, Int8Run
+    from sglang_consumer_gpu.measure.timer import Timer
 
     t0 = time.time()
-    oracle = devtools.oracle_shared(CANDIDATES, ARCHS, workers)
+    oracle = oracle_recheck(workers)
     # A tile is dropped when the oracle shows it does not fit; a compile that
     # failed outright (e.g. an oracle API change in this Triton) is reported,
     # and the tile is kept only if Triton 3.8's oracle (the CI tests) proves it.
@@ -88,11 +115,12 @@ def tune(
         print("first oracle error:", oracle_errors[0], flush=True)
 
     shapes = unique_nk()
-    variants = {devtools.variant_for(t, "bfloat16", False, k) for t in feasible for _, k in shapes}
-    errors = {v: e for v, e in devtools.precompile(variants, workers).items() if e}
-    print(f"precompiled {len(variants)} variants, {len(errors)} failed ({time.time() - t0:.0f}s)", flush=True)
+    jobs = {(n, k, b, t): Int8Job(Int8Case(b, n, k), tuple(t.to_list())) for n, k in shapes for b in m_buckets
+            for t in tiles_for_bucket(b, feasible)}  # fmt: skip
+    compiled = precompile(list(jobs.values()), workers)
+    print(f"precompiled {len(compiled)} cases ({time.time() - t0:.0f}s)", flush=True)
 
-    dev = torch.device("cuda")
+    timer = Timer(rounds=3, sample_us=1000.0)
     timings: list[dict[str, Any]] = []
     complete = True
     for n, k in shapes:
@@ -100,29 +128,21 @@ def tune(
             complete = False
             print(f"time limit reached; {len(timings)} timings kept", flush=True)
             break
-        copies = devtools.weight_copies(n, k)
-        weights, sb = devtools.random_weights(n, k, copies, dev)
         for bucket in m_buckets:
-            a, sa = devtools.random_activations(bucket, k, dev)
-            for tile in tiles_for_bucket(bucket, feasible):
-                if devtools.variant_for(tile, "bfloat16", False, k) in errors:
-                    continue
-
-                call = functools.partial(_triton_call, int8_scaled_mm, a, weights, sa, sb, tile)
-                us = devtools.graph_time_us(call, copies=copies, budget_us=1000.0, replays=3)
-                timings.append({"n": n, "k": k, "m": bucket, "tile": tile.to_list(), "us": us})
-        del weights
+            run = Int8Run(Int8Case(bucket, n, k))
+            tiles = [
+                t for t in tiles_for_bucket(bucket, feasible) if not compiled.get(jobs[(n, k, bucket, t)].key)
+            ]
+            res = timer.compare({t: run.run("triton", tile=t) for t in tiles}, run.slots)
+            timings += [
+                {"n": n, "k": k, "m": bucket, "tile": t.to_list(), "us": v.us} for t, v in res.items()
+            ]
+            del run
         torch.cuda.empty_cache()
         print(f"N={n} K={k} done ({time.time() - t0:.0f}s)", flush=True)
 
-    doc = {
-        **devtools.environment(),
-        "oracle": oracle,
-        "compile_errors": devtools.errors_json(errors),
-        "timings": timings,
-        "complete": complete,
-        "seconds": time.time() - t0,
-    }
+    doc = {**environment(), "oracle": oracle, "compile": describe(compiled), "timings": timings,
+           "complete": complete, "seconds": time.time() - t0}  # fmt: skip
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out_path} ({len(timings)} timings, {time.time() - t0:.0f}s)")

@@ -69,10 +69,10 @@ def report() -> dict[str, str | None]:
     return out
 
 
-def sglang_package_dirs() -> list[Path]:
-    """Where the installed ``sglang`` package lives, found without importing it.
+def package_dirs(name: str) -> list[Path]:
+    """Where the installed top-level package ``name`` lives, found without importing it.
 
-    ``importlib.util.find_spec("sglang")`` would do, but it asks every finder on
+    ``importlib.util.find_spec`` would do, but it asks every finder on
     ``sys.meta_path``, including the plugin's own first-import trigger, which
     would then activate the plugin in a process that only wanted to read files
     (doctor, moe-config). So the same finders are asked, minus the plugin's."""
@@ -80,12 +80,17 @@ def sglang_package_dirs() -> list[Path]:
         if type(finder).__module__.startswith("sglang_consumer_gpu") or not hasattr(finder, "find_spec"):
             continue
         try:
-            spec = finder.find_spec("sglang", None)
+            spec = finder.find_spec(name, None)
         except Exception:
             continue
         if spec is not None:
             return [Path(p) for p in spec.submodule_search_locations or ()]
     return []
+
+
+def sglang_package_dirs() -> list[Path]:
+    """Where the installed ``sglang`` package lives (see :func:`package_dirs`)."""
+    return package_dirs("sglang")
 
 
 @functools.lru_cache(maxsize=1)

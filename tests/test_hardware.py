@@ -75,3 +75,49 @@ def test_override_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SGLANG_CONSUMER_GPU_VIRTUAL", "no such gpu")
     # A bad virtual name is logged and ignored: this machine has no GPU.
     assert current_spec() is None or current_spec().source == "live"
+
+
+@pytest.mark.parametrize(
+    ("typed", "name"),
+    [
+        ("RTX4090", "NVIDIA GeForce RTX 4090"),
+        ("NVIDIA RTX 4090", "NVIDIA GeForce RTX 4090"),
+        ("nvidia  geforce rtx-4090", "NVIDIA GeForce RTX 4090"),
+        ("rtx 4090d", "NVIDIA GeForce RTX 4090 D"),
+        ("RTX 4060", "NVIDIA GeForce RTX 4060"),
+        ("4070", "NVIDIA GeForce RTX 4070"),
+        ("RTX 3060", "NVIDIA GeForce RTX 3060"),
+        ("rtx 5070 ti", "NVIDIA GeForce RTX 5070 Ti"),
+        ("RTX A6000", "NVIDIA RTX A6000"),
+        ("RTX 6000 Ada", "NVIDIA RTX 6000 Ada Generation"),
+        ("RTX PRO 5000 Blackwell", "NVIDIA RTX PRO 5000 Blackwell"),
+        ("l20", "NVIDIA L20"),
+    ],
+)
+def test_names_as_users_type_them(typed: str, name: str) -> None:
+    assert find_gpu(typed).name == name
+
+
+def test_unknown_name_suggests_the_closest_not_the_whole_list() -> None:
+    with pytest.raises(ValueError) as info:
+        find_gpu("RTX 4095")
+    text = str(info.value)
+    assert "closest known: NVIDIA GeForce RTX 4090" in text and "Tesla T4" not in text
+    with pytest.raises(
+        ValueError, match="ambiguous; it matches NVIDIA RTX PRO 6000 Blackwell Workstation Edition"
+    ):
+        find_gpu("RTX PRO 6000")
+
+
+def test_catalog_covers_consumer_and_workstation_cards_of_each_low_smem_arch() -> None:
+    by_arch: dict[tuple[int, int], list[str]] = {}
+    for g in KNOWN_GPUS:
+        by_arch.setdefault(g.capability, []).append(g.name)
+    for arch, must in {
+        (8, 6): ["RTX 3060", "RTX 3070", "RTX 3080", "RTX 3090", "RTX A4000", "RTX A5000", "RTX A6000"],
+        (8, 9): ["RTX 4060", "RTX 4070", "RTX 4080", "RTX 4090", "RTX 4000 Ada", "RTX 6000 Ada", "L40S"],
+        (12, 0): ["RTX 5060", "RTX 5070", "RTX 5080", "RTX 5090", "RTX PRO 4000", "RTX PRO 6000"],
+    }.items():
+        for fragment in must:
+            assert any(fragment in n for n in by_arch[arch]), (arch, fragment)
+    assert len({g.name for g in KNOWN_GPUS}) == len(KNOWN_GPUS)

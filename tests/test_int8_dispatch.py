@@ -117,8 +117,8 @@ def test_table_file_is_valid_json_with_provenance() -> None:
 @pytest.fixture(scope="module")
 def oracle_results() -> dict[tuple[Tile, int], int]:
     """Compile every table tile for sm_86, sm_89 and sm_120 (compile-only)."""
-    from sglang_consumer_gpu.int8.checks import tiles_for
-    from sglang_consumer_gpu.int8.resources import tile_resources
+    from sglang_consumer_gpu.checks.int8 import tiles_for
+    from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
 
     out = {}
     for arch in (86, 89, 120):
@@ -137,18 +137,19 @@ def test_every_table_tile_fits_consumer_gpus(oracle_results: dict[tuple[Tile, in
 
 def test_oracle_rejects_a_tile_that_does_not_fit() -> None:
     """The proof can fail: 128x256x128 with 4 stages keeps 3 x 48 KiB of buffers."""
-    from sglang_consumer_gpu.int8.resources import tile_resources
+    from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
 
     r = tile_resources(GpuSpec.for_arch(8, 9), Tile(128, 256, 128, 8, 8, 4))
     assert r.shared > 101_376 and not r.fits
 
 
 def test_check_items_provider() -> None:
-    from sglang_consumer_gpu.int8.checks import check_items
-    from sglang_consumer_gpu.oracle.checks import PROVIDERS, expand
+    from sglang_consumer_gpu.checks.int8 import INT8
+    from sglang_consumer_gpu.checks.item import finish
+    from sglang_consumer_gpu.checks.registry import PROVIDERS
 
-    assert "sglang_consumer_gpu.int8.checks:check_items" in PROVIDERS
-    items = list(check_items(GpuSpec.for_arch(12, 0), full=False))
+    assert INT8 in PROVIDERS
+    items = list(INT8.items(GpuSpec.for_arch(12, 0), full=False))
     assert len(items) == len(load_tables()[0].tiles())
-    done = list(expand(items[0], "int8"))
+    done = finish(items[0])
     assert done and all(item.ok for item in done), done

@@ -2,10 +2,10 @@
 
 The numeric checks run in one subprocess with ``TRITON_INTERPRET=1`` (the
 interpreter must be on before the kernel module is imported, and the oracle
-tests in this session need the compiled kernel), using the same
-``check_case`` the device-side ``scripts/int8_correctness.py`` uses: float64
-reference, poisoned output buffers with guard rows/columns, exact int32
-accumulation vs int64 and ``torch._int_mm``.
+tests in this session need the compiled kernel), using the engine's
+``sglang_consumer_gpu.measure.int8.check_case``, the check every device run
+uses: float64 reference, poisoned output buffers with guard rows/columns,
+exact int32 accumulation vs int64 and ``torch._int_mm``.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ CASES: list[tuple[int, int, int, str, bool, list[int] | None]] = [
 ]
 
 _CODE = """
-import json, sys
+import json
 import torch
-sys.path.insert(0, {scripts!r})
-import int8_correctness as c
+from sglang_consumer_gpu.measure import int8 as c
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.int8.ops import int8_scaled_mm, int8_mm_int32
 from sglang_consumer_gpu.int8.tiles import Tile
@@ -48,11 +47,7 @@ gen = torch.Generator().manual_seed(0)
 out = {{"cases": []}}
 for n, k, m, dt, bias, tile in {cases!r}:
     t = Tile.from_list(tile) if tile else None
-    if t is not None:
-        # check_case picks tiles through the table; force this one for the case.
-        import sglang_consumer_gpu.int8.ops as ops
-        ops._tile_for = lambda *a, t=t: t
-    r = c.check_case(n, k, m, dt, bias, spec=spec, gen=gen, device="cpu")
+    r = c.check_case(n, k, m, dt, bias, spec=spec, gen=gen, device="cpu", tile=t)
     out["cases"].append(r)
 out["extreme"] = c.extreme_case(spec, "cpu", k=4096)
 
@@ -65,8 +60,6 @@ out["int_mm_equal"] = bool(torch.equal(int8_mm_int32(a, w.t()), torch._int_mm(a,
 import sglang_consumer_gpu.int8.ops as ops
 real = ops.int8_scaled_mm
 ops.int8_scaled_mm = lambda a, b, sa, sb, dt, bias=None, **kw: real(a, b, sa * 1.01, sb, dt, bias, **kw)
-c.int8_scaled_mm = ops.int8_scaled_mm
-import sglang_consumer_gpu.int8.ops
 out["broken"] = c.check_case(64, 64, 20, "bfloat16", False, spec=spec, gen=gen, device="cpu")
 print(json.dumps(out))
 """
@@ -74,7 +67,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def interpreted() -> dict[str, Any]:
-    code = _CODE.format(scripts=str(REPO / "scripts"), cases=CASES)
+    code = _CODE.format(cases=CASES)
     return run_python_json(code, env={"TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}, timeout=600)
 
 

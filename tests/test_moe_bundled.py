@@ -7,10 +7,10 @@ import json
 import pytest
 
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.moe.sources import BUNDLED_DIR
 from sglang_consumer_gpu.moe.validate import load_config_file
+from sglang_consumer_gpu.oracle.kernels.moe import layer_shared
 
 MANIFEST = json.loads((BUNDLED_DIR / "manifest.json").read_text())
 FILES = sorted(MANIFEST["files"].items())
@@ -54,18 +54,21 @@ def test_every_bundled_entry_fits_by_the_oracle():
             seen.setdefault(key, (spec, shape, cfg, name))
     fails = []
     for spec, shape, cfg, name in seen.values():
-        shared = oracle_shared(spec, shape, 64, cfg)
+        shared = layer_shared(spec, shape, 64, cfg)
         if shared > spec.smem_per_block_optin:
             fails.append((name, cfg, shared))
     assert not fails, fails
 
 
 def test_check_provider_zero_fails_rtx_3090():
-    """The `check` provider's items for a GPU compile and fit (RTX 3090: few items, no fp8 on sm_86)."""
-    from sglang_consumer_gpu.moe.checks import check_items
-    from sglang_consumer_gpu.oracle.checks import expand
+    """The `check` MoE provider's items for a GPU compile and fit (RTX 3090: no fp8 on sm_86, so SKIPs)."""
+    from sglang_consumer_gpu.checks.item import finish
+    from sglang_consumer_gpu.checks.moe import MOE
 
-    items = list(check_items(find_gpu("RTX 3090"), full=False))
+    items = list(MOE.items(find_gpu("RTX 3090"), full=False))
     assert items
-    results = [r for it in items for r in expand(it, "moe")]
-    assert all(r.ok for r in results), [(r.config, r.error) for r in results if not r.ok]
+    results = [r for it in items for r in finish(it)]
+    skipped = [r for r in results if r.status == "SKIP"]
+    assert skipped and all("fp8" in r.config for r in skipped)
+    failed = [(r.config, r.error) for r in results if r.status == "FAIL"]
+    assert not failed, failed

@@ -52,6 +52,9 @@ def test_json_with_oracle(capsys):
 def test_model_config_json(tmp_path, capsys):
     cfg = {
         "architectures": ["Qwen3MoeForCausalLM"],
+        "num_hidden_layers": 94,
+        "num_attention_heads": 64,
+        "vocab_size": 151936,
         "hidden_size": 4096,
         "moe_intermediate_size": 1536,
         "num_experts": 128,
@@ -72,7 +75,7 @@ def test_model_config_json(tmp_path, capsys):
         (["--E", "128", "--N", "768"], "missing --K --topk"),
         (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "fp4"], "unknown MoE dtype"),
         (["--E", "8", "--N", "768", "--K", "2048", "--topk", "9"], "topk"),
-        (["--model", "/nonexistent/model"], "no such config.json"),
+        (["--model", "/nonexistent/model"], "no such directory or file"),
         (["--E", "8", "--N", "7", "--K", "8", "--topk", "2", "--gpu", "RTX 9999"], "unknown GPU"),
     ],
 )
@@ -84,3 +87,37 @@ def test_bad_input_is_a_clean_error(capsys, argv, message):
     )
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "models"
+
+
+def test_hf_id_from_the_local_cache(tmp_path, monkeypatch, capsys):
+    """The README's own example: moe-config --model Qwen/Qwen3-30B-A3B-FP8 (cached, never downloaded)."""
+    from huggingface_hub import constants
+
+    folder = tmp_path / "models--Qwen--Qwen3-30B-A3B-FP8"
+    (folder / "snapshots" / "abc").mkdir(parents=True)
+    (folder / "snapshots" / "abc" / "config.json").write_text(
+        (FIXTURES / "Qwen3-30B-A3B-FP8" / "config.json").read_text()
+    )
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    rc = main(["moe-config", "--model", "Qwen/Qwen3-30B-A3B-FP8", "--gpu", RTX_4090, "--json", "--no-oracle"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["shape"] == "E=128,N=768,K=2048,topk=8,fp8_w8a8,block=[128, 128]"
+    rc = main(["moe-config", "--model", "Qwen/Qwen3-30B-A3B", "--gpu", RTX_4090])
+    assert rc == 2 and "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+def test_fp8_on_rtx_3090_says_what_sglang_does(capsys):
+    rc = main(["moe-config", "--model", str(FIXTURES / "Qwen3-30B-A3B-FP8"), "--gpu", "RTX 3090"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "fp8e4nv not supported" in err and "Marlin" in err and "CompilationError" not in err
+
+
+def test_expert_parallel_model_shape(capsys):
+    rc = main(["moe-config", "--model", str(FIXTURES / "Qwen3-235B-A22B-FP8"), "--tp", "8", "--ep", "8",
+               "--gpu", "L40S", "--json", "--no-oracle"])  # fmt: skip
+    assert rc == 0 and json.loads(capsys.readouterr().out)["shape"].startswith("E=16,N=1536,")

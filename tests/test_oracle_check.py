@@ -1,14 +1,18 @@
-"""`sglang-consumer-gpu check`: PASS/FAIL with both numbers, exit codes, providers."""
+"""`sglang-consumer-gpu check` on the oracle: PASS/FAIL with both numbers, SGLang's own MoE choice, SKIP rows."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
+from sglang_consumer_gpu.checks import moe, registry
+from sglang_consumer_gpu.checks.item import CheckItem, finish
 from sglang_consumer_gpu.cli import main
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.oracle import checks
+from sglang_consumer_gpu.moe.heuristic import heuristic_config
+from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.oracle.kernels.moe import moe_gemm_resources
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
@@ -21,24 +25,30 @@ SMALL_TILE = dict(
 SHAPE = dict(E=8, N=256, K=512, topk=2, M=4, dtype=None, block_shape=None, patched=False)
 
 
-def reference_items(spec, *, full):
-    """A provider compiling, through SGLang's real launcher, the tile that
-    crashed users (bf16 128x128x128, 8 warps, 4 stages) and a small one."""
-    for name, tile in (("seed", SEED_TILE), ("small", SMALL_TILE)):
-        res = moe_gemm_resources(spec, gemm="up", config=tile, **SHAPE)
-        yield checks.CheckItem("moe-reference", res.kernel, name, res)
-    yield checks.CheckItem(
-        kernel="lazy",
-        config="small-lazy",
-        run=lambda: moe_gemm_resources(spec, gemm="down", config=SMALL_TILE, **SHAPE),
-    )
+@dataclass(frozen=True)
+class ReferenceProvider:
+    """Compiles, through SGLang's real launcher, the tile that crashed users
+    (bf16 128x128x128, 8 warps, 4 stages) and a small one (eagerly and lazily)."""
+
+    area: str = "moe-reference"
+    baseline: bool = False
+
+    def items(self, spec, *, full):
+        for name, tile in (("seed", SEED_TILE), ("small", SMALL_TILE)):
+            res = moe_gemm_resources(spec, gemm="up", config=tile, **SHAPE)
+            yield CheckItem(kernel=res.kernel, config=name, resources=res)
+        yield CheckItem(
+            kernel="lazy",
+            config="small-lazy",
+            run=lambda: moe_gemm_resources(spec, gemm="down", config=SMALL_TILE, **SHAPE),
+        )
 
 
 @pytest.fixture
 def reference_only(monkeypatch, tmp_path):
     monkeypatch.setenv("SGLANG_CONSUMER_GPU_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(checks, "PROVIDERS", ["test_oracle_check:reference_items", "no_such_module_x:items"])
-    monkeypatch.setattr(checks, "BASELINE_PROVIDERS", [])
+    monkeypatch.setattr(registry, "PROVIDERS", (ReferenceProvider(),))
+    monkeypatch.setattr(registry, "BASELINE_PROVIDERS", ())
 
 
 def test_known_failing_config_fails_with_both_numbers(reference_only, capsys):
@@ -49,16 +59,21 @@ def test_known_failing_config_fails_with_both_numbers(reference_only, capsys):
     seed = by["seed"]
     assert not seed["ok"] and seed["resources"]["limit"] == 101_376
     assert seed["resources"]["shared"] > 101_376
-    assert by["small"]["ok"] and by["small-lazy"]["ok"]  # lazy items are run; area from the module
-    assert by["small-lazy"]["area"] == "test_oracle_check"
-    assert out["summary"]["failed"] == 1 and out["summary"]["checked"] == 3
+    assert by["small"]["ok"] and by["small-lazy"]["ok"]  # pending items are run; area from the provider
+    assert (
+        by["small-lazy"]["area"] == "moe-reference" and by["small-lazy"]["kernel"] == "fused_moe_kernel:down"
+    )
+    assert (
+        out["summary"]["failed"] == 1
+        and out["summary"]["checked"] == 3
+        and out["summary"]["exit_status"] == 1
+    )
 
 
-def test_table_and_skipped_provider(reference_only, capsys):
+def test_table(reference_only, capsys):
     rc = main(["check", "--gpu", "4090"])
     cap = capsys.readouterr()
     assert rc == 1
-    assert "no_such_module_x:items skipped" in cap.err
     seed_row = next(line for line in cap.out.splitlines() if " seed " in line)
     assert "101,376" in seed_row and seed_row.rstrip().endswith("FAIL")
     assert "3 configurations checked" in cap.out
@@ -79,36 +94,70 @@ def test_bad_gpu_name_is_exit_2(capsys):
     assert "unknown GPU" in capsys.readouterr().err
 
 
-def test_moe_provider_uses_sglangs_choice(monkeypatch, tmp_path):
-    """The built-in MoE provider compiles SGLang's own pick for each batch size."""
+@pytest.fixture
+def tiny_moe(monkeypatch, tmp_path):
+    """The MoE provider on small layers and two batch sizes, no config files."""
     monkeypatch.setenv("SGLANG_CONSUMER_GPU_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(
-        checks, "COMMON_SHAPES", (checks.NamedShape("tiny", checks.MoeShape(8, 256, 512, 2)),)
-    )
-    monkeypatch.setattr(checks, "GRID", (1, 64))
-    monkeypatch.setattr(checks, "sglang_file_shapes", lambda spec: [])
-    items = list(checks.moe_baseline_items(find_gpu(RTX_4090), full=False))
+    monkeypatch.setattr(moe, "GRID", (1, 64))
+    monkeypatch.setattr(moe, "file_keys", lambda spec, roots: [])
+
+    def use(*shapes):
+        monkeypatch.setattr(moe, "SHAPES", tuple(moe.NamedShape(f"tiny{i}", s) for i, s in enumerate(shapes)))
+
+    return use
+
+
+def _finished(provider, spec):
+    return [done for item in provider.items(spec, full=False) for done in finish(item)]
+
+
+def test_moe_provider_uses_sglangs_choice(tiny_moe):
+    """The MoE baseline compiles SGLang's own pick for each batch size, both GEMMs."""
+    tiny_moe(MoeShape(8, 256, 512, 2))
+    items = _finished(moe.MOE_BASELINE, find_gpu(RTX_4090))
     assert len(items) == 4 and all(i.ok for i in items)
     # SGLang's default for M <= E is 16x32x64 and 64x64x32 above (fused_moe_triton_config.py)
     assert "M=1 up: 16x32x64" in items[0].config and "M=64 up: 64x64x32" in items[2].config
+    assert [i.kernel for i in items[:2]] == ["fused_moe_kernel:up", "fused_moe_kernel:down"]
+
+
+def test_moe_provider_picks_are_the_plugins_heuristic_listed_once(tiny_moe):
+    """With the plugin active SGLang's pick is the heuristic's tile (no file for this
+    layer), and the heuristic source adds no second row for the same tile."""
+    shape = MoeShape(8, 256, 512, 2)
+    tiny_moe(shape)
+    spec = find_gpu(RTX_4090)
+    configs = [i.config for i in moe.MOE.items(spec, full=False)]
+    assert configs == [
+        f"tiny0 {shape.label} M={M} {gemm}: {moe.tile(heuristic_config(M, shape, spec))}"
+        for M in (1, 64)
+        for gemm in ("up", "down")
+    ]
 
 
 def test_sglang_ships_tuned_files_for_the_4090():
-    shapes = checks.sglang_file_shapes(find_gpu(RTX_4090))
+    shapes = moe.sglang_file_shapes(find_gpu(RTX_4090))
     assert {(n.shape.E, n.shape.N, n.shape.dtype) for n in shapes} == {
         (64, 640, "fp8_w8a8"),
         (8, 3584, "fp8_w8a8"),
     }
 
 
-def test_moe_provider_skips_fp8_where_triton_has_no_fp8(monkeypatch, tmp_path):
+def test_fp8_is_a_skip_with_the_reason_where_triton_has_no_fp8(tiny_moe):
     """On sm_86 Triton refuses e4m3 ('fp8e4nv not supported in this architecture'):
-    there is no fp8 fused-MoE launch to check, so no FAIL is reported for it."""
-    monkeypatch.setenv("SGLANG_CONSUMER_GPU_CACHE_DIR", str(tmp_path))
-    fp8 = checks.NamedShape("tiny-fp8", checks.MoeShape(8, 256, 512, 2, "fp8_w8a8"))
-    monkeypatch.setattr(checks, "COMMON_SHAPES", (fp8,))
-    monkeypatch.setattr(checks, "GRID", (1,))
-    monkeypatch.setattr(checks, "sglang_file_shapes", lambda spec: [])
-    assert list(checks.moe_items(find_gpu("NVIDIA GeForce RTX 3090"), full=False)) == []
-    items = list(checks.moe_items(find_gpu(RTX_4090), full=False))
-    assert len(items) == 2 and all(i.ok for i in items)
+    no config can run there, so the layer is one SKIP row saying so (not a FAIL, not dropped)."""
+    tiny_moe(MoeShape(8, 256, 512, 2, "fp8_w8a8"))
+    (skip,) = _finished(moe.MOE, find_gpu("NVIDIA GeForce RTX 3090"))
+    assert skip.status == "SKIP" and "fp8e4nv" in skip.skip and "sm_86" in skip.skip
+    items = _finished(moe.MOE, find_gpu(RTX_4090))
+    assert len(items) == 4 and all(i.ok for i in items)
+
+
+def test_fp8_skip_rows_in_the_table_do_not_fail_check(tiny_moe, capsys):
+    tiny_moe(MoeShape(8, 256, 512, 2, "fp8_w8a8"), MoeShape(8, 256, 512, 2))
+    rc = main(["check", "--gpu", "RTX 3090", "--only", "moe"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    skip_row = next(line for line in out.splitlines() if line.rstrip().endswith("SKIP"))
+    assert "tiny0" in skip_row and "no fp8 e4m3" in skip_row
+    assert "1 SKIP" in out and "moe: 4/4 pass, 1 skip" in out

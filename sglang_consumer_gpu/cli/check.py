@@ -2,10 +2,16 @@
 
 Compiles, for the named GPU (no GPU needed: Triton compiles for its arch),
 every configuration the plugin would choose -- fused-MoE tiles over the batch
-grid, attention block sizes per head dim -- and prints required vs available
-shared memory per block with PASS/FAIL. ``--baseline`` adds what SGLang
-0.5.23 chooses without the plugin (areas ``*-baseline``), for a before/after
-view. Exit status: 0 all PASS, 1 any FAIL, 2 bad input.
+grid, attention block sizes per head dim, int8 GEMM tiles -- and prints
+required vs available shared memory per block with PASS/FAIL, or SKIP where
+the GPU cannot run that kind of layer at all (with the reason). ``--baseline``
+adds what SGLang 0.5.23 chooses without the plugin (areas ``*-baseline``), for
+a before/after view.
+
+Exit status: 0 every configuration the plugin chooses PASSes; 1 one FAILs;
+2 bad input (unknown GPU or area); 3 a check provider broke (named on stderr).
+SGLang's own choices (``--baseline``) are the before picture and do not set
+the exit status, unless ``--only`` names their area.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
+from sglang_consumer_gpu.checks import registry
+from sglang_consumer_gpu.checks.item import FAIL, PASS, SKIP, CheckItem, finish
 from sglang_consumer_gpu.hardware import current_spec, find_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.oracle.cache import default_cache
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +43,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--full", action="store_true", help="every shape, batch size and variant (slow when cold)")
     p.add_argument(
-        "--only", action="append", metavar="AREA", help="only these areas (moe, attention, moe-baseline, ...)"
+        "--only",
+        action="append",
+        metavar="AREA",
+        help=f"only this area (repeatable): {', '.join(registry.areas())}",
     )
     p.add_argument("--baseline", action="store_true", help="also check SGLang's own, unpatched choices")
     p.add_argument("--fails", action="store_true", help="list only FAIL rows in the table")
@@ -53,48 +64,13 @@ def _spec(name: str | None) -> GpuSpec:
     return spec
 
 
-def _wanted(area: str, only: list[str] | None) -> bool:
-    return not only or area in only
-
-
-def collect(spec: GpuSpec, *, full: bool, baseline: bool, only: list[str] | None) -> Iterator[Any]:
-    """CheckItems from every provider; a provider whose module is missing is
-    reported on stderr and skipped, one that raises becomes a FAIL item."""
-    from sglang_consumer_gpu.oracle import checks
-
-    names = [*checks.PROVIDERS, *(checks.BASELINE_PROVIDERS if baseline else ())]
-    for name in names:
-        module = name.partition(":")[0]
-        default_area = module.rsplit(".", 1)[-1]
-        if default_area == "checks" and module != "sglang_consumer_gpu.oracle.checks":
-            default_area = module.rsplit(".", 2)[-2]
-        try:
-            func = checks.load_provider(name)
-        except Exception as exc:
-            yield checks.CheckItem(default_area, name, "provider import", None, checks._err(exc))
-            continue
-        if func is None:
-            print(f"check: provider {name} skipped: its module is not installed", file=sys.stderr)
-            continue
-        areas = getattr(func, "areas", None)
-        if only and areas and not any(a in only for a in areas):
-            continue
-        try:
-            for item in func(spec, full=full):
-                for done in checks.expand(item, default_area):
-                    if _wanted(done.area, only):
-                        yield done
-        except Exception as exc:
-            yield checks.CheckItem(default_area, name, "provider", None, checks._err(exc))
-
-
-def _row(item: Any) -> tuple[str, ...]:
+def _row(item: CheckItem) -> tuple[str, ...]:
     r = item.resources
     need = f"{r.shared:,}" if r else "-"
     have = f"{r.limit:,}" if r else "-"
-    status = "PASS" if item.ok else "FAIL"
-    config = item.config if not item.error else f"{item.config}  [{item.error}]"
-    return (item.area, item.kernel, config, need, have, status)
+    why = item.error or item.skip
+    config = f"{item.config}  [{why}]" if why else item.config
+    return (item.area, item.kernel, config, need, have, item.status)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -110,36 +86,62 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _count(items: list[CheckItem], status: str, area: str | None = None) -> int:
+    return sum(i.status == status for i in items if area is None or i.area == area)
+
+
+def _per_area(items: list[CheckItem]) -> str:
+    parts = []
+    for area in dict.fromkeys(i.area for i in items):
+        skipped = _count(items, SKIP, area)
+        checked = sum(i.area == area for i in items) - skipped
+        parts.append(
+            f"{area}: {_count(items, PASS, area)}/{checked} pass" + (f", {skipped} skip" if skipped else "")
+        )
+    return ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
+    providers = registry.select(args.only, baseline=args.baseline)
     spec = _spec(args.gpu)
     from tqdm import tqdm
 
     if not getattr(args, "verbose", False):  # SGLang warns per missing tuned file; the table says it all
         logging.getLogger("sglang").setLevel(logging.ERROR)
 
-    from sglang_consumer_gpu.oracle.cache import default_cache
-
     started = time.perf_counter()
-    items = []
-    bar = tqdm(desc=f"check {spec.name}", unit="cfg", delay=2.0, file=sys.stderr, leave=False)
-    try:
-        for item in collect(spec, full=args.full, baseline=args.baseline, only=args.only):
-            items.append(item)
-            bar.update(1)
-            if not item.ok:
-                bar.set_postfix(fail=sum(not i.ok for i in items))
-    finally:
-        bar.close()
+    listing = tqdm(providers, desc="check: listing", unit="area", delay=2.0, file=sys.stderr, leave=False)
+    with listing:  # the first provider imports SGLang (seconds)
+        plan = registry.plan(listing, spec, full=args.full)
+    for broken in plan.broken:
+        print(f"check: the {broken.area} provider broke: {broken.error}", file=sys.stderr)
+    items: list[CheckItem] = []
+    fails = 0
+    with tqdm(
+        plan.items, desc=f"check {spec.name}", unit="cfg", delay=2.0, file=sys.stderr, leave=False
+    ) as bar:
+        for pending in bar:
+            done = finish(pending)
+            items.extend(done)
+            failed = sum(i.status == FAIL for i in done)
+            if failed:
+                fails += failed
+                bar.set_postfix(fail=fails)
     seconds = time.perf_counter() - started
-    fails = [i for i in items if not i.ok]
+    counted = registry.counted_areas(providers, args.only)
+    status = registry.exit_status(items, plan.broken, counted)
     cache = default_cache()
     summary = {
         "gpu": spec.name,
         "arch": spec.arch_name,
         "limit_bytes": spec.smem_per_block_optin,
         "checked": len(items),
-        "passed": len(items) - len(fails),
-        "failed": len(fails),
+        "passed": _count(items, PASS),
+        "failed": fails,
+        "skipped": _count(items, SKIP),
+        "broken_providers": [{"area": b.area, "error": b.error} for b in plan.broken],
+        "counted_areas": sorted(counted),
+        "exit_status": status,
         "seconds": round(seconds, 2),
         "cache": cache.stats() if cache else None,
     }
@@ -150,19 +152,26 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     else:
-        shown = fails if args.fails else items
+        shown = [i for i in items if i.status == FAIL] if args.fails else items
         if shown:
             print(_table([_row(i) for i in shown]))
-        areas = sorted({i.area for i in items})
-        per_area = ", ".join(
-            f"{a}: {sum(i.ok for i in items if i.area == a)}/{sum(i.area == a for i in items)} pass"
-            for a in areas
-        )
+        skipped = _count(items, SKIP)
         print(
             f"\n{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin:,} B shared memory per block): "
-            f"{len(items)} configurations checked in {seconds:.1f} s, {len(fails)} FAIL ({per_area})"
+            f"{len(items)} configurations checked in {seconds:.1f} s, {fails} FAIL"
+            + (f", {skipped} SKIP" if skipped else "")
+            + f" ({_per_area(items)})"
         )
-    if not items:
+        uncounted = sum(i.status == FAIL and i.area not in counted for i in items)
+        if uncounted:
+            print(
+                f"({uncounted} FAIL in SGLang's own choices: the before picture, not counted in the exit status)"
+            )
+    for broken in plan.broken:
+        print(
+            f"check: exit {status}: the {broken.area} provider broke, its area is not fully checked",
+            file=sys.stderr,
+        )
+    if not items and not plan.broken:
         print("check: nothing was checked (no provider produced an item)", file=sys.stderr)
-        return 1
-    return 1 if fails else 0
+    return status

@@ -24,7 +24,14 @@ from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
-from sglang_consumer_gpu.versions import PLUGIN_GROUP_SINCE, coverage, has_plugin_group, sglang_version
+from sglang_consumer_gpu.versions import (
+    PLUGIN_GROUP_SINCE,
+    coverage,
+    has_plugin_group,
+    in_range,
+    installed_version,
+    sglang_version,
+)
 from sglang_consumer_gpu.versions import report as version_report
 
 PTH_NAME = "sglang_consumer_gpu.pth"
@@ -33,7 +40,7 @@ WILL_APPLY = "will apply"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="report GPU, versions, activation and patch status")
+    p = sub.add_parser("doctor", help="report GPU, versions, activation and patch status", allow_abbrev=False)
     p.add_argument(
         "--gpu", metavar="NAME", help='answer for a GPU that is not present, e.g. "NVIDIA GeForce RTX 4090"'
     )
@@ -44,7 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also import SGLang and apply every patch in this process (slow, ~10 s)",
     )
-    p.set_defaults(func=run)
+    from sglang_consumer_gpu.cli import doctor_model
+
+    doctor_model.add_arguments(p)
+    p.set_defaults(func=run, accepts_sglang_args=True)
 
 
 def _pth_locations() -> list[str]:
@@ -90,6 +100,12 @@ def plan(patch: Any, spec: GpuSpec | None, read: Any) -> dict[str, str]:
     cov = coverage()
     if not cov.covered:
         return {"status": Status.VERSION_SKIPPED.value, "detail": cov.message}
+    triton = installed_version("triton")
+    if patch.triton_versions and (triton is None or not in_range(triton, patch.triton_versions)):
+        return {
+            "status": Status.VERSION_SKIPPED.value,
+            "detail": f"triton {triton} not in {patch.triton_versions}",
+        }
     seam = patch.current_seam()
     if seam is None:
         return {
@@ -125,7 +141,7 @@ def plan(patch: Any, spec: GpuSpec | None, read: Any) -> dict[str, str]:
                 "status": Status.UPSTREAM_FIXED.value,
                 "detail": f"SGLang {cov.version}'s own choice already fits {spec.name} ({spec.arch_name})",
             }
-    where = f"when SGLang loads {seam.module}"
+    where = f"when {seam.module} is imported"
     if check.condition:
         where += f" (SGLang defines {seam.attr} only under `if {check.condition}:`, i.e. with CUDA present)"
     return {"status": WILL_APPLY, "detail": f"for {spec.name} ({spec.arch_name}) {where}{why}"}
@@ -305,6 +321,10 @@ def _print_human(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model or getattr(args, "sglang_args", None):
+        from sglang_consumer_gpu.cli import doctor_model
+
+        return doctor_model.run(args)
     gpu = find_gpu(args.gpu) if args.gpu else None
     data = collect(gpu, do_import=args.do_import)
     if args.json:

@@ -32,8 +32,12 @@ def register(sub: Any) -> None:
     p.add_argument("--dtype", default="bf16", help="bf16, fp16, fp8_w8a8, int8_w8a8 (default bf16)")
     p.add_argument("--block-shape", help="block quantization as BN,BK, e.g. 128,128")
     p.add_argument("--per-channel", action="store_true", help="per-channel quantized weights")
-    p.add_argument("--model", help="local model directory or config.json to derive E/N/K/topk/dtype from")
+    p.add_argument(
+        "--model",
+        help="model directory, config.json, or Hugging Face id in the local HF cache (E/N/K/topk/dtype from it)",
+    )
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (with --model)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel size (with --model; divides --tp)")
     p.add_argument("--gpu", help="GPU name (default: the live GPU or SGLANG_CONSUMER_GPU_VIRTUAL)")
     p.add_argument("--no-oracle", action="store_true", help="skip compiling; show the analytic bound only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -42,9 +46,9 @@ def register(sub: Any) -> None:
 
 def _shape(args: argparse.Namespace) -> MoeShape:
     if args.model:
-        from sglang_consumer_gpu.moe.model_config import shape_from_model
+        from sglang_consumer_gpu.models import load_model, moe_shape
 
-        return shape_from_model(args.model, args.tp)
+        return moe_shape(load_model(args.model), args.tp, args.ep)
     missing = [f"--{n}" for n in ("E", "N", "K", "topk") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"give --model PATH or all of --E --N --K --topk (missing {' '.join(missing)})")
@@ -62,9 +66,9 @@ def _shape(args: argparse.Namespace) -> MoeShape:
 
 def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple[int | None, str]:
     try:
-        from sglang_consumer_gpu.moe.oracle_bridge import oracle_shared
+        from sglang_consumer_gpu.oracle.kernels.moe import layer_shared
 
-        return oracle_shared(spec, shape, M, config), "oracle"
+        return layer_shared(spec, shape, M, config), "oracle"
     except Exception as exc:
         return None, f"oracle unavailable: {type(exc).__name__}: {exc}"
 
@@ -74,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if spec is None:
         raise ValueError("no GPU visible: pass --gpu NAME (e.g. --gpu 'NVIDIA GeForce RTX 4090')")
     shape = _shape(args)
+    if shape.dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
+        from sglang_consumer_gpu.planner.constraints import fp8_moe_before_sm89
+
+        raise ValueError(
+            fp8_moe_before_sm89(spec) + "; on this GPU use the 16-bit or a 4-bit AWQ/GPTQ checkpoint"
+        )
     rows = []
     worst_fail = False
     for M in STANDARD_BATCH_GRID:

@@ -1,4 +1,5 @@
-"""The hardware description every decision is computed from."""
+"""The hardware description every decision is computed from, and the facts about
+architectures that decisions and checks read from it (each written once, here)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ SMEM_OPTIN_BY_ARCH: dict[tuple[int, int], int] = {
     (12, 0): 101_376,
     (12, 1): 101_376,
 }
+
+
+def pipelined_copies(capability: tuple[int, int], num_stages: int) -> int:
+    """How many copies of a K loop's A and B tiles Triton's software pipeliner
+    keeps in shared memory for ``num_stages``.
+
+    mma.sync GPUs (sm_80/86/89/120) keep ``num_stages - 1`` (one at
+    ``num_stages <= 2``); Hopper's wgmma and Blackwell's tcgen05 pipelines
+    (majors 9 and 10) keep every stage. Keyed by capability rather than by a
+    spec because the shared-memory model (``moe.smem.estimate_shared``) is asked
+    about architectures as a whole.
+    """
+    if capability[0] in (9, 10):
+        return max(1, num_stages)
+    return max(1, num_stages - 1)
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,38 @@ class GpuSpec:
         """True for the ~99 KB-per-block class (sm_75/86/89/120) that SGLang's
         data-center tiles overflow."""
         return self.smem_per_block_optin < 128 * 1024
+
+    @property
+    def is_ampere_or_newer(self) -> bool:
+        """sm_80 and newer: Triton pipelines loads with ``cp.async`` and has
+        tensor-core dots for int8. Turing (sm_75) stages operands through shared
+        memory differently (Lq=576 extend attention at 16x32 needs 102,400 bytes
+        there), so shared-memory models fitted on Ampere+ do not bound it."""
+        return self.capability >= (8, 0)
+
+    @property
+    def supports_fp8_e4m3(self) -> bool:
+        """fp8 e4m3 from sm_89 on. Before that Triton refuses it ("type fp8e4nv not
+        supported in this architecture"): no fp8_w8a8 fused-MoE kernel and no e4m3
+        KV cache compiles on an RTX 3090 / A100 (e5m2 does)."""
+        return self.capability >= (8, 9)
+
+    @property
+    def sgl_kernel_int8_tiles(self) -> str | None:
+        """Which tiles sgl-kernel 0.4.10's ``int8_scaled_mm`` dispatches to on this
+        architecture (csrc/gemm/int8_gemm_kernel.cu, strings confirmed in the
+        installed ``common_ops.abi3.so``), or None where it raises ``No implemented
+        int8_scaled_mm for current compute capability`` (sm_100/103/120/121, < sm_75)."""
+        arch = self.arch
+        if 75 <= arch < 80:
+            return f"CUTLASS sm75 tiles for {self.arch_name} (fp16 output only)"
+        if arch in (86, 89):
+            return f"CUTLASS small-shared-memory tiles for {self.arch_name}"
+        if 80 <= arch < 90:
+            return f"CUTLASS sm80 tiles for {self.arch_name}"
+        if arch == 90:
+            return "CUTLASS 3.x sm90 tiles"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,16 +1,11 @@
 """Which int8 GEMM a GPU gets: sgl-kernel's CUTLASS kernel or the Triton one.
 
-sgl-kernel 0.4.10's ``int8_scaled_mm`` (csrc/gemm/int8_gemm_kernel.cu, strings
-confirmed in the installed ``common_ops.abi3.so``) dispatches on the SM version:
-
-* sm_75 .. sm_79: CUTLASS sm75 tiles, fp16 output only;
-* sm_80 .. sm_89: CUTLASS 2.x; sm_86/sm_89 get the small-shared-memory tiles
-  copied from vLLM, other sm_8x the sm_80 tiles;
-* sm_90: CUTLASS 3.x;
-* anything else (sm_100, sm_103, sm_120, sm_121, < sm_75):
-  ``NotImplementedError: No implemented int8_scaled_mm for current compute
-  capability.`` -- an RTX 5090 or RTX PRO 6000 Blackwell cannot run a W8A8-INT8
-  checkpoint at all.
+sgl-kernel 0.4.10's ``int8_scaled_mm`` has kernels for sm_75 .. sm_90 only
+(:attr:`~sglang_consumer_gpu.hardware.spec.GpuSpec.sgl_kernel_int8_tiles` says
+which); on anything else (sm_100, sm_103, sm_120, sm_121) it raises
+``NotImplementedError: No implemented int8_scaled_mm for current compute
+capability.`` -- an RTX 5090 or RTX PRO 6000 Blackwell cannot run a W8A8-INT8
+checkpoint at all.
 
 The Triton kernel takes over exactly where sgl-kernel raises, and where
 :data:`TRITON_FASTER` (measured) says it is faster. Everything here is a pure
@@ -31,22 +26,12 @@ SGL_KERNEL = "sgl-kernel"
 #: kernels), so no measurement backs routing those GPUs away from sgl-kernel.
 TRITON_FASTER: dict[int, str] = {}
 
-#: Triton compiles tensor-core int8 dots for sm_80 and newer; older GPUs keep
-#: whatever sgl-kernel does.
-_TRITON_MIN_ARCH = 80
-
 
 def sgl_kernel_int8_support(spec: GpuSpec) -> tuple[bool, str]:
-    """Does sgl-kernel 0.4.10's ``int8_scaled_mm`` have a kernel for ``spec``?"""
-    arch = spec.arch
-    if 75 <= arch < 80:
-        return True, f"sgl-kernel has CUTLASS sm75 tiles for {spec.arch_name} (fp16 output only)"
-    if arch in (86, 89):
-        return True, f"sgl-kernel has CUTLASS small-shared-memory tiles for {spec.arch_name}"
-    if 80 <= arch < 90:
-        return True, f"sgl-kernel has CUTLASS sm80 tiles for {spec.arch_name}"
-    if arch == 90:
-        return True, "sgl-kernel has CUTLASS 3.x sm90 tiles"
+    """Does sgl-kernel 0.4.10's ``int8_scaled_mm`` have a kernel for ``spec``? (and the reason)"""
+    tiles = spec.sgl_kernel_int8_tiles
+    if tiles is not None:
+        return True, f"sgl-kernel has {tiles}"
     return False, (
         f"sgl-kernel raises 'No implemented int8_scaled_mm for current compute capability' on {spec.arch_name}"
     )
@@ -56,7 +41,7 @@ def int8_backend_for(spec: GpuSpec) -> tuple[str, str]:
     """``("triton" | "sgl-kernel", reason)`` for W8A8-INT8 linear layers on ``spec``."""
     has_kernel, why = sgl_kernel_int8_support(spec)
     if not has_kernel:
-        if spec.arch < _TRITON_MIN_ARCH:
+        if not spec.is_ampere_or_newer:  # Triton's int8 tensor-core dots start at sm_80
             return SGL_KERNEL, f"{why}, and Triton has no int8 tensor-core path below sm_80; left unchanged"
         return TRITON, f"{why}; the Triton int8 GEMM runs instead"
     measured = TRITON_FASTER.get(spec.arch)

@@ -2,7 +2,7 @@
 
 The table (``dispatch_table.json`` next to this file) maps (M bucket, N, K) to
 a tile, per table; each table names the architectures it was proven for. The
-oracle check provider (:mod:`sglang_consumer_gpu.int8.checks`) compiles every
+check provider (:mod:`sglang_consumer_gpu.checks.int8`) compiles every
 entry for each of those architectures and fails if one does not fit, so a tile
 that would overflow 101,376 bytes of shared memory on an RTX 4090 cannot be
 added silently. Selection is a pure function of the GpuSpec and the shape.

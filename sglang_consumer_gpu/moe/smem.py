@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.hardware.spec import GpuSpec, pipelined_copies
 from sglang_consumer_gpu.moe.shape import operand_bytes
 
 #: Triton's defaults when a config leaves them out (SGLang's 16-bit default does).
@@ -30,13 +30,6 @@ DEFAULT_NUM_WARPS = 4
 DEFAULT_NUM_STAGES = 3
 
 _OUT_BYTES = 2  # SGLang's fused MoE writes bf16/fp16
-
-
-def pipelined_copies(num_stages: int, capability: tuple[int, int] = (8, 9)) -> int:
-    """How many A/B tile copies the pipeliner keeps in shared memory."""
-    if capability[0] in (9, 10):  # wgmma/tcgen05 pipelines keep every stage
-        return max(1, num_stages)
-    return max(1, num_stages - 1)
 
 
 def estimate_shared(
@@ -51,7 +44,7 @@ def estimate_shared(
     bk = int(config["BLOCK_SIZE_K"])
     stages = int(config.get("num_stages", DEFAULT_NUM_STAGES))
     a_bytes, b_bytes = operand_bytes(dtype)
-    copies = pipelined_copies(stages, capability)
+    copies = pipelined_copies(capability, stages)
     pipe = copies * int(bm * bk * a_bytes + bk * bn * b_bytes)
     if block_shape is not None and all(block_shape):
         pipe += copies * 4 * (bm + bn)  # float32 per-row/per-column scales

@@ -1,103 +1,19 @@
-"""Compile a Triton kernel for a GPU that is not present and read its resource use."""
+"""Compile one Triton kernel for a GPU that is not present and read its resource use.
+
+The oracle's public face for a single kernel: :func:`compile_resources`, and
+the :class:`~.target.Resources` / :func:`~.target.compile_only` it is built on.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.oracle.launch import capture_launches
+from sglang_consumer_gpu.oracle.target import Resources, compile_only
 
-_lock = threading.RLock()
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one compiled kernel needs, and whether the GPU has it."""
-
-    kernel: str
-    target: str  # "sm_89"
-    shared: int  # bytes of shared memory per block the launch would request
-    limit: int  # the GPU's opt-in shared memory per block
-    num_warps: int
-    num_stages: int
-
-    @property
-    def fits(self) -> bool:
-        return self.shared <= self.limit
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["fits"] = self.fits
-        return d
-
-
-def _make_driver(arch: int) -> Any:
-    """A Triton driver that compiles for ``sm_<arch>`` and can launch nothing."""
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.driver import DriverBase
-
-    # A distinct fake device id per target: Triton keys its per-device binder
-    # (which captures the target) by device id, so sm_89 and sm_90 compiles in
-    # one process must not share one.
-    fake_device = 10_000 + arch
-
-    class CompileOnlyDriver(DriverBase):
-        @classmethod
-        def is_active(cls) -> bool:
-            return False
-
-        def map_python_to_cpp_type(self, ty: str) -> str:
-            from triton.backends.nvidia.driver import ty_to_cpp
-
-            return ty_to_cpp(ty)
-
-        def get_current_target(self) -> Any:
-            return GPUTarget("cuda", arch, 32)
-
-        def get_current_device(self) -> int:
-            return fake_device
-
-        def set_current_device(self, device: int) -> None:
-            pass
-
-        def get_current_stream(self, device: int | None = None) -> int:
-            return 0
-
-        def get_device_capability(self, device: int | None = None) -> tuple[int, int]:
-            return divmod(arch, 10)
-
-        def get_active_torch_device(self) -> Any:
-            import torch
-
-            return torch.device("meta")
-
-        def get_device_interface(self) -> Any:
-            import torch
-
-            return torch.cuda
-
-        def get_benchmarker(self) -> Any:
-            raise RuntimeError("the compile-only driver cannot run kernels")
-
-    return CompileOnlyDriver()
-
-
-@contextlib.contextmanager
-def compile_only(spec: GpuSpec) -> Iterator[None]:
-    """Inside the block, Triton compiles for ``spec``'s architecture and
-    launches nothing: a launcher run with ``warmup=True`` only compiles."""
-    from triton.runtime.driver import driver
-
-    with _lock:
-        previous = driver._active
-        driver.set_active(_make_driver(spec.arch))
-        try:
-            yield
-        finally:
-            driver._active = previous
+__all__ = ["Resources", "compile_only", "compile_resources"]
 
 
 def unwrap_jit(kernel: Any) -> Any:
@@ -122,10 +38,9 @@ def compile_resources(
     ``args`` are what the launcher would pass: tensors (``meta`` tensors work;
     their zero data pointer specialises as 16-byte aligned, as real allocations
     are), ints, floats, None; constexprs and ``num_warps``/``num_stages`` go in
-    ``kwargs``.
+    ``kwargs``. Results come from (and go to) the on-disk cache, as every
+    capture does.
     """
-    from sglang_consumer_gpu.oracle.launch import capture_launches  # uses the on-disk cache
-
     jit = unwrap_jit(kernel)
     with capture_launches(spec) as launches:
         jit.warmup(*args, grid=grid, **kwargs)

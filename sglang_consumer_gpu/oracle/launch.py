@@ -3,7 +3,7 @@
 SGLang's launchers build a kernel's arguments (dtypes, strides, constexprs,
 ``num_warps``/``num_stages``) and then call ``kernel[grid](...)``. Inside
 :func:`capture_launches`, Triton's ``JITFunction.run`` is wrapped so the call
-compiles for the spec's architecture (under :func:`~.core.compile_only`) with
+compiles for the spec's architecture (under :func:`~.target.compile_only`) with
 ``warmup=True`` -- nothing is launched -- and the compiled kernel's resources
 are recorded as a :class:`Launch`. Calling the launcher with ``meta`` tensors
 therefore yields exactly the kernels SGLang would compile on that GPU.
@@ -26,7 +26,7 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.oracle.cache import CompileCache, cache_key, default_cache
-from sglang_consumer_gpu.oracle.core import Resources, compile_only
+from sglang_consumer_gpu.oracle.target import Resources, compile_only
 
 logger = logging.getLogger(__name__)
 _lock = threading.RLock()

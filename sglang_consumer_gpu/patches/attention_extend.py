@@ -143,11 +143,9 @@ def upstream_fixed_from_source(spec: GpuSpec, source: str) -> bool | None:
 
 
 def needed_on(spec: GpuSpec) -> bool:
-    """The ~99 KB class from Ampere on. sm_75 (T4, 64 KB) is left to SGLang: Triton's
-    Turing code path stages more through shared memory than the model counts
-    (oracle: Lq=576 extend 16x32 needs 102,400 bytes on sm_75), so the model
-    would not be a safe bound there."""
-    return spec.is_low_smem and spec.capability >= (8, 0)
+    """The ~99 KB class from Ampere on. sm_75 (T4, 64 KB) is left to SGLang: the
+    shared-memory model is not a safe bound on Turing (``GpuSpec.is_ampere_or_newer``)."""
+    return spec.is_low_smem and spec.is_ampere_or_newer
 
 
 PATCH = Patch(

@@ -35,6 +35,8 @@ logger = logging.getLogger("sglang_consumer_gpu")
 
 #: Attribute set on every replacement we install: (patch name, original).
 MARKER = "__sglang_consumer_gpu_patch__"
+#: Set on an exception that a replacement let through from the code it wraps.
+NOT_OURS = "__sglang_consumer_gpu_not_ours__"
 
 _lock = threading.RLock()
 _patches: dict[str, Patch] = {}
@@ -102,6 +104,16 @@ def _rebind(original: Any, replacement: Any) -> int:
     return count
 
 
+def not_ours(exc: BaseException) -> BaseException:
+    """Mark ``exc`` as raised by the wrapped (SGLang's or Triton's) code, not by
+    the patch: the registry re-raises it instead of falling back. For
+    replacements that call the original, whose errors (a kernel that does not
+    compile) are the caller's to see."""
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, NOT_OURS, True)
+    return exc
+
+
 def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[..., Any]) -> Callable[..., Any]:
     """Call ``replacement`` only while the current GPU needs the patch; any call
     it raises on is answered by ``original`` (SGLang's own code)."""
@@ -120,6 +132,8 @@ def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[...
         try:
             return replacement(*args, **kwargs)
         except Exception as exc:
+            if getattr(exc, NOT_OURS, False):
+                raise
             _record_call_failure(patch, errors, exc)
             return original(*args, **kwargs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.patches.base import Seam
@@ -42,18 +43,23 @@ def read_source(read: Reader, module: str) -> str | None:
 
 
 def installed_reader() -> Reader | None:
-    """A reader for the installed SGLang's files (None when SGLang is not installed);
-    SGLang is located, not imported (:func:`~sglang_consumer_gpu.versions.sglang_package_dirs`)."""
-    from sglang_consumer_gpu.versions import sglang_package_dirs
+    """A reader for installed source files, ``"sglang/..."`` (or any other top-level
+    package a patch targets, e.g. ``"triton/..."``); None when SGLang is not
+    installed. Packages are located, not imported
+    (:func:`~sglang_consumer_gpu.versions.package_dirs`)."""
+    from sglang_consumer_gpu.versions import package_dirs
 
-    roots = [p.parent for p in sglang_package_dirs()]
-    if not roots:
+    if not package_dirs("sglang"):
         return None
+    roots: dict[str, list[Path]] = {}
 
     def read(rel: str) -> str | None:
-        for root in roots:
+        top, _, rest = rel.partition("/")
+        if top not in roots:
+            roots[top] = package_dirs(top)
+        for root in roots[top]:
             try:
-                return (root / rel).read_text(encoding="utf-8")
+                return (root / rest).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 continue
         return None

@@ -13,8 +13,8 @@ launched, and the compiled kernel's ``metadata.shared`` is read; results are
 cached on disk). None of these launchers reads tensor values on
 the host, so all are dry-run, none re-derived.
 
-``check_items(spec, full=...)`` lists what ``sglang-consumer-gpu check`` (and
-``--full``) compiles for a GPU: every launch the plugin can produce.
+:func:`cases` lists the launches ``sglang-consumer-gpu check`` (and ``--full``)
+compiles for a GPU (see :mod:`sglang_consumer_gpu.checks.attention`).
 """
 
 from __future__ import annotations
@@ -245,11 +245,11 @@ def cases(*, full: bool) -> list[AttentionCase]:
 
 
 def for_spec(case: AttentionCase, spec: GpuSpec) -> AttentionCase:
-    """``case`` as it can run on ``spec``: before sm_89 Triton has no e4m3 fp8
-    (``type fp8e4nv not supported in this architecture``), so SGLang's extend
-    kernel cannot compile with an e4m3 KV cache there and an Ampere user runs
-    ``--kv-cache-dtype fp8_e5m2``; the fp8-KV cases use e5m2 on those GPUs."""
-    if case.kv_dtype == "float8_e4m3fn" and spec.capability < (8, 9):
+    """``case`` as it can run on ``spec``: without e4m3 fp8
+    (:attr:`~sglang_consumer_gpu.hardware.spec.GpuSpec.supports_fp8_e4m3`)
+    SGLang's extend kernel cannot compile with an e4m3 KV cache and an Ampere
+    user runs ``--kv-cache-dtype fp8_e5m2``; the fp8-KV cases use e5m2 there."""
+    if case.kv_dtype == "float8_e4m3fn" and not spec.supports_fp8_e4m3:
         return replace(case, kv_dtype="float8_e5m2")
     return case
 
@@ -258,18 +258,6 @@ def launch_resources(spec: GpuSpec, case: AttentionCase, *, patched: bool = True
     """Shared memory of every kernel ``case`` launches on ``spec`` (raises if it does not compile)."""
     case = for_spec(case, spec)
     return [launch.resources for launch in dry_run(spec, case, patched=patched) if launch.resources]
-
-
-def check_items(spec: GpuSpec, *, full: bool) -> Iterable[Any]:
-    """CheckItems for ``sglang-consumer-gpu check``: one per attention launch case."""
-    from sglang_consumer_gpu.oracle.checks import CheckItem
-
-    for case in cases(full=full):
-        yield CheckItem(
-            kernel=f"attention.{case.launcher}",
-            config=for_spec(case, spec).label,
-            run=lambda case=case: launch_resources(spec, case),
-        )
 
 
 def sglang_case(case: AttentionCase, **changes: Any) -> AttentionCase:

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.oracle.core import Resources
 from sglang_consumer_gpu.oracle.launch import Launch, capture_launches
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu
@@ -70,7 +72,7 @@ def _torch() -> Any:
 
 
 @contextlib.contextmanager
-def _align_without_fill() -> Iterator[Any]:
+def align_without_fill() -> Iterator[Any]:
     """SGLang's ``moe_align_block_size`` with its fill kernels made no-ops."""
     import importlib
 
@@ -162,7 +164,7 @@ def dry_run(
     config.pop("USE_TMA", None)  # TMA is opt-in per tuned file and needs sm_90; not modelled here
     m = "meta"
 
-    with virtual_gpu(spec, patched=patched), _align_without_fill() as align:
+    with virtual_gpu(spec, patched=patched), align_without_fill() as align:
         topk_ids = torch.empty(M, topk, device=m, dtype=torch.int32)
         topk_weights = torch.empty(M, topk, device=m, dtype=torch.float32)
         sorted_ids, expert_ids, num_post = align(topk_ids, config["BLOCK_SIZE_M"], E)
@@ -256,3 +258,29 @@ def moe_resources(
         patched=patched,
     )
     return max(both.values(), key=lambda r: r.shared)
+
+
+def shape_args(shape: MoeShape) -> dict[str, Any]:
+    """This module's layer keywords (``E``, ``N``, ``K``, ``topk``, ``dtype``,
+    ``block_shape``, ``per_channel_quant``) for the MoE package's :class:`MoeShape`."""
+    return {
+        "E": shape.E,
+        "N": shape.N,
+        "K": shape.K,
+        "topk": shape.topk,
+        "dtype": shape.dtype,
+        "block_shape": list(shape.block_shape) if shape.block_shape else None,
+        "per_channel_quant": shape.per_channel_quant,
+    }
+
+
+def layer_shared(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int:
+    """Bytes of shared memory per block ``config`` needs on ``spec``: the larger
+    of the layer's two GEMMs, with the plugin active (cached per process).
+    Raises when SGLang's launcher does (the reason is the answer)."""
+    return _layer_shared(spec, shape, M, tuple(sorted(config.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _layer_shared(spec: GpuSpec, shape: MoeShape, M: int, frozen: tuple[tuple[str, Any], ...]) -> int:
+    return moe_resources(spec, M=M, config=dict(frozen), **shape_args(shape)).shared

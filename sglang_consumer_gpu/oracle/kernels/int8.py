@@ -1,4 +1,10 @@
-"""Shared memory of an int8 tile on a GPU that is not present (compile-only oracle)."""
+"""Oracle spec for the plugin's Triton int8 scaled GEMM: shared memory of a tile on a
+GPU that is not present.
+
+The kernel (:mod:`sglang_consumer_gpu.int8.kernel`) is compiled with the
+arguments its launcher (:mod:`sglang_consumer_gpu.int8.ops`) passes, built from
+``meta`` tensors laid out as SGLang passes them.
+"""
 
 from __future__ import annotations
 

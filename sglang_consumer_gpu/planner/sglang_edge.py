@@ -1,0 +1,248 @@
+"""Ask SGLang itself what a launch resolves to, on a GPU that is not here.
+
+The user's ``launch_server`` flags go through SGLang's own argument parser
+(``ServerArgs.add_cli_args``; its rejections are quoted, not re-worded) and
+its resolution pipeline (``ServerArgs.resolve_once``: ``handle_gpu_memory_settings``
+picks ``mem_fraction_static``, ``chunked_prefill_size`` and the CUDA-graph
+batch sizes from the GPU's memory; DP attention, the attention and MoE
+backends, the KV-cache dtype and page size are resolved there too) under
+:func:`~sglang_consumer_gpu.oracle.virtual.virtual_gpu`, so SGLang's
+capability and memory queries answer for the spec. SGLang reads the GPU's
+memory with ``nvidia-smi`` (``get_nvgpu_memory_capacity``); inside
+:func:`resolve_launch` that function answers the spec's memory instead.
+The pipeline-stage layer split is SGLang's ``get_pp_indices``.
+
+Importing SGLang's argument pipeline takes a few seconds; the modules it
+imports lazily are imported before the virtual GPU is entered (see
+``virtual_gpu``'s note on import-time constants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.planner.launch import Launch
+
+PIPELINE = "sglang.srt.arg_groups.pipeline"
+#: Modules ``run_resolution_pipeline`` imports lazily that must load outside the virtual GPU.
+EXTRA_PRELOAD = ("sglang.srt.model_loader",)
+_KV_BYTES = {"fp8_e4m3": 1, "fp8_e5m2": 1, "fp8": 1, "fp4_e2m1": 1, "int8": 1}
+
+
+class SglangRejects(ValueError):
+    """SGLang's own parser or resolution refused the arguments; the message is SGLang's."""
+
+
+#: Flags the planner does not pass on: it reads config.json with transformers' own config
+#: classes and never runs a checkpoint's code.
+DROPPED_FLAGS = ("--trust-remote-code",)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _Notes(logging.Handler):
+    """Collects what SGLang logs (warning and up) while it resolves, as notes for the user."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.add(record.getMessage())
+
+    def add(self, text: str) -> None:
+        for line in _ANSI.sub("", text).strip().splitlines():
+            if line.strip() and line.strip() not in self.lines:
+                self.lines.append(line.strip())
+
+
+@contextlib.contextmanager
+def _captured(notes: _Notes) -> Iterator[None]:
+    """SGLang's log records and prints go to ``notes`` instead of the terminal."""
+    root = logging.getLogger("sglang")
+    saved = root.propagate, root.level
+    out, err = io.StringIO(), io.StringIO()
+    root.addHandler(notes)
+    root.propagate = False
+    root.setLevel(logging.WARNING)
+    try:
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeHandler(notes)
+        root.propagate, _ = saved
+        root.setLevel(saved[1])
+        notes.add(out.getvalue())
+        notes.add(err.getvalue())
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit
+        raise SglangRejects(message)
+
+
+def _preload() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = importlib.import_module(PIPELINE)
+        source = Path(pipeline.__file__).read_text(encoding="utf-8")
+        for name in sorted(set(re.findall(r"from (sglang\.[\w.]+) import", source))) + list(EXTRA_PRELOAD):
+            importlib.import_module(name)
+
+
+def parse_args(model_dir: str, argv: Sequence[str]) -> Any:
+    """SGLang's ``ServerArgs`` for ``--model-path model_dir argv`` (unresolved)."""
+    from sglang.srt.server_args import ServerArgs
+
+    parser = _Parser(prog="sglang serve", add_help=False)
+    ServerArgs.add_cli_args(parser)
+    args = ["--model-path", str(model_dir), *argv]
+    if "--config" in args:
+        from sglang.srt.utils.server_args_config_parser import ConfigArgumentMerger
+
+        args = ConfigArgumentMerger(parser).merge_config_with_args(args)
+    raw = parser.parse_args(args)
+    raw._radix_eviction_policy_explicitly_set = "--radix-eviction-policy" in " ".join(args)
+    return ServerArgs.from_cli_args(raw)
+
+
+@contextlib.contextmanager
+def _gpu_memory(mib: float) -> Iterator[None]:
+    import sglang.srt.utils.common as common
+
+    saved = common.get_nvgpu_memory_capacity
+    common.get_nvgpu_memory_capacity = lambda: mib
+    try:
+        yield
+    finally:
+        common.get_nvgpu_memory_capacity = saved
+
+
+def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes) -> Any:
+    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+
+    try:
+        with _captured(notes):
+            sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
+            with virtual_gpu(spec, patched=False), _gpu_memory(mib):
+                sa.resolve_once()
+    except SglangRejects:
+        raise
+    except (
+        ValueError,
+        AssertionError,
+        NotImplementedError,
+        RuntimeError,
+        TypeError,
+        KeyError,
+        OSError,
+    ) as exc:
+        text = str(exc).strip() or type(exc).__name__
+        raise SglangRejects(text) from None
+    return sa
+
+
+@contextlib.contextmanager
+def other_checkpoint(config_path: str) -> Iterator[str]:
+    """A model directory holding this model's config.json without its ``quantization_config``,
+    for asking SGLang about a different checkpoint of the same model (its quantization then
+    comes from ``--quantization``, or it is 16-bit)."""
+    import json
+    import tempfile
+
+    cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    cfg.pop("quantization_config", None)
+    with tempfile.TemporaryDirectory(prefix="sglang-consumer-gpu-ckpt-") as tmp:
+        Path(tmp, "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        yield tmp
+
+
+def _without(argv: Sequence[str], flag: str) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == flag:
+            skip = True
+            continue
+        if a.startswith(flag + "="):
+            continue
+        out.append(a)
+    return out
+
+
+def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
+    """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``.
+
+    Raises :class:`SglangRejects` with SGLang's message when it refuses them.
+    """
+    _preload()
+    from sglang.srt.arg_groups.overrides import model_config_of, resolving_view
+    from sglang.srt.distributed.utils import get_pp_indices
+
+    mib = gpu_bytes / 2**20
+    notes = _Notes()
+    sa = _resolve(spec, model_dir, argv, mib, notes)
+    cfg = resolving_view(sa)
+    user_fraction = any(a == "--mem-fraction-static" or a.startswith("--mem-fraction-static=") for a in argv)
+    default = cfg.mem_fraction_static
+    if user_fraction:
+        default = resolving_view(
+            _resolve(spec, model_dir, _without(argv, "--mem-fraction-static"), mib, _Notes())
+        ).mem_fraction_static
+    mc = model_config_of(sa)
+    graphs = cfg.cuda_graph_config
+    decode = graphs.decode
+    prefill = graphs.prefill
+    pp = int(cfg.pp_size)
+    layers = int(getattr(mc, "num_hidden_layers", 0) or 0)
+    kv = str(cfg.kv_cache_dtype)
+    model_dtype = str(getattr(mc, "dtype", "bfloat16")).replace("torch.", "")
+    return Launch(
+        argv=tuple(argv),
+        tp=int(cfg.tp_size),
+        pp=pp,
+        ep=int(cfg.ep_size),
+        dp=int(cfg.dp_size),
+        attn_dp_size=int(getattr(cfg, "attn_dp_size", 1) or 1),
+        nnodes=int(cfg.nnodes),
+        enable_dp_lm_head=bool(getattr(cfg, "enable_dp_lm_head", False)),
+        moe_dense_tp=getattr(cfg, "moe_dense_tp_size", None),
+        kv_cache_dtype=kv,
+        kv_bytes=_KV_BYTES.get(kv, 4 if kv == "float32" else 2),
+        model_dtype=model_dtype,
+        quantization_flag=cfg.quantization,
+        mem_fraction_static=float(cfg.mem_fraction_static),
+        default_mem_fraction_static=float(default),
+        gpu_mem_mib=mib,
+        chunked_prefill_size=int(cfg.chunked_prefill_size or 0),
+        decode_graph_bs=tuple(int(b) for b in (decode.bs or ())),
+        prefill_graph_bs=tuple(int(b) for b in (prefill.bs or ()))
+        if str(prefill.backend) != "disabled"
+        else (),
+        decode_graph=str(decode.backend) != "disabled",
+        max_running_requests=cfg.max_running_requests,
+        max_total_tokens=cfg.max_total_tokens,
+        context_len=int(mc.context_len),
+        page_size=int(cfg.page_size or 1),
+        attention_backend=str(cfg.attention_backend or ""),
+        moe_runner_backend=str(cfg.moe_runner_backend),
+        pp_layers=tuple(get_pp_indices(layers, r, pp) for r in range(pp)) if layers else (),
+        notes=tuple(f"SGLang: {line}" for line in notes.lines),
+    )

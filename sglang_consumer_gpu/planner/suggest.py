@@ -1,0 +1,210 @@
+"""The smallest change that fixes a launch, each one re-checked by the same planner.
+
+Candidates come from the reasons of the verdict: expert parallelism or fewer
+TP ranks with more pipeline stages when block-quantized experts stop dividing,
+a per-channel checkpoint when dense layers stop dividing, a 16-bit or 4-bit
+checkpoint where the GPU cannot run fp8 experts, fp8 e5m2 KV before sm_89,
+SGLang's own default static fraction when a higher one leaves too little
+headroom, a higher fraction when the weights leave no KV pool, more pipeline
+stages when the weights do not fit, more nodes when a node has too few GPUs.
+A candidate is kept only if the planner, run again on it (SGLang's resolution
+included), judges it better than the original; the result is shown with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sglang_consumer_gpu.models import (
+    ModelDescription,
+    Quantization,
+    parse_quantization,
+    quantization_from_flag,
+)
+from sglang_consumer_gpu.planner.constraints import FAIL, RISK
+from sglang_consumer_gpu.planner.sglang_edge import SglangRejects
+from sglang_consumer_gpu.planner.verdict import OK, Assessment
+
+_RANK = {OK: 0, RISK: 1, FAIL: 2}
+
+#: (argv, model description, another checkpoint?) -> Assessment: the same planner, on a changed
+#: launch; with ``True`` SGLang is asked about this model's config without its quantization_config.
+Evaluate = Callable[[Sequence[str], ModelDescription, bool], Assessment]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    change: str  # what to do, in words
+    argv: tuple[str, ...]
+    desc: ModelDescription
+    needs_other_checkpoint: bool = False
+    family: str = ""  # candidates of one family are alternatives: the first that works is enough
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    change: str
+    argv: tuple[str, ...]
+    result: Assessment
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "change": self.change,
+            "argv": list(self.argv),
+            "verdict": self.result.verdict,
+            "reasons": [f.text for f in self.result.reasons],
+        }
+
+
+def set_flag(argv: Sequence[str], flag: str, value: str | None, *aliases: str) -> tuple[str, ...]:
+    """``argv`` with ``flag`` (or an alias) set to ``value`` (None: removed)."""
+    names = (flag, *aliases)
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        if any(a.startswith(n + "=") for n in names):
+            continue
+        out.append(a)
+    if value is not None:
+        out += [flag, value]
+    return tuple(out)
+
+
+def _candidates(base: Assessment) -> list[Candidate]:
+    launch, desc, spec = base.launch, base.desc, base.spec
+    argv = launch.argv
+    texts = [(f.area, f.text) for f in base.reasons]
+    out: list[Candidate] = []
+    experts_block = any(a == "quantization" and t.startswith("experts:") for a, t in texts)
+    dense_block = any(a == "quantization" and not t.startswith("experts:") for a, t in texts)
+    if experts_block:
+        out.append(
+            Candidate(
+                f"expert parallelism: --ep {launch.tp} (each GPU holds whole experts, so their width stays "
+                f"{desc.moe.intermediate if desc.moe else '?'})",
+                set_flag(argv, "--ep-size", str(launch.tp), "--ep"),
+                desc,
+            )
+        )
+    if experts_block or dense_block:
+        tp = launch.tp // 2
+        while tp >= 1 and launch.tp % tp == 0:
+            pp = launch.pp * launch.tp // tp
+            out.append(
+                Candidate(
+                    f"fewer TP ranks, more pipeline stages: --tp {tp} --pp-size {pp} (same {launch.world} GPUs)",
+                    set_flag(set_flag(argv, "--tp-size", str(tp), "--tp"), "--pp-size", str(pp)),
+                    desc,
+                    family="tp-pp",
+                )
+            )
+            tp //= 2
+    if dense_block:
+        out.append(
+            Candidate(
+                "a per-channel INT8 checkpoint of this model (for DeepSeek-R1: meituan/DeepSeek-R1-Channel-INT8), "
+                "launched with --quantization w8a8_int8",
+                set_flag(argv, "--quantization", "w8a8_int8"),
+                desc.with_quantization(quantization_from_flag("w8a8_int8")),
+                needs_other_checkpoint=True,
+            )
+        )
+    if any(a == "architecture" and "fp8_w8a8 fused MoE" in t for a, t in texts):
+        plain = set_flag(argv, "--quantization", None)
+        out.append(
+            Candidate(
+                "the 16-bit checkpoint of this model",
+                plain,
+                desc.with_quantization(Quantization()),
+                True,
+                "ckpt",
+            )
+        )
+        awq = parse_quantization({"quant_method": "awq", "bits": 4, "group_size": 128}, source="suggestion")
+        out.append(
+            Candidate(
+                "a 4-bit AWQ checkpoint of this model", plain, desc.with_quantization(awq), True, "ckpt4"
+            )
+        )
+    if any("--kv-cache-dtype" in t and "fp8_e5m2" in t for _, t in texts):
+        out.append(
+            Candidate("--kv-cache-dtype fp8_e5m2", set_flag(argv, "--kv-cache-dtype", "fp8_e5m2"), desc)
+        )
+    mem = base.memory
+    if mem is not None and any(a == "memory" for a, _ in texts):
+        if any("outside the static pool, less than SGLang's own estimate" in t for _, t in texts):
+            out.append(
+                Candidate(
+                    f"SGLang's default static fraction for this GPU ({mem.default_fraction}): drop --mem-fraction-static",
+                    set_flag(argv, "--mem-fraction-static", None),
+                    desc,
+                )
+            )
+        if mem.kv_pool_bytes <= 0 and mem.worst.weights < mem.pre_load_bytes:
+            need = (mem.worst.weights + 0.02 * mem.pre_load_bytes) / mem.pre_load_bytes
+            frac = min(0.95, -(-need * 100 // 1) / 100)
+            out.append(
+                Candidate(
+                    f"--mem-fraction-static {frac}", set_flag(argv, "--mem-fraction-static", str(frac)), desc
+                )
+            )
+        if mem.kv_pool_bytes <= 0 or mem.worst.weights > mem.gpu_bytes:
+            out.append(
+                Candidate(
+                    f"twice the tensor-parallel GPUs: --tp {launch.tp * 2} ({launch.world * 2} GPUs)",
+                    set_flag(argv, "--tp-size", str(launch.tp * 2), "--tp"),
+                    desc,
+                )
+            )
+            pp = launch.pp * 2
+            out.append(
+                Candidate(
+                    f"twice the pipeline stages: --pp-size {pp} ({launch.world * 2} GPUs)",
+                    set_flag(argv, "--pp-size", str(pp)),
+                    desc,
+                )
+            )
+        if mem.kv_pool_bytes > 0 and mem.kv_tokens < launch.context_len and launch.kv_bytes > 1:
+            kv = "fp8_e4m3" if spec.supports_fp8_e4m3 else "fp8_e5m2"
+            out.append(
+                Candidate(
+                    f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
+                )
+            )
+    for _, t in texts:
+        if "run it on" in t and "--nnodes" in t:
+            nodes = t.split("--nnodes ")[-1].split(",")[0].split(")")[0].strip()
+            if nodes.isdigit():
+                out.append(Candidate(f"--nnodes {nodes}", set_flag(argv, "--nnodes", nodes), desc))
+    return out
+
+
+def suggest(base: Assessment, evaluate: Evaluate, *, limit: int = 3) -> list[Suggestion]:
+    """Changes that make ``base`` better, best first (each one re-planned with ``evaluate``)."""
+    if base.verdict == OK:
+        return []
+    found: list[Suggestion] = []
+    done: set[str] = set()
+    for cand in _candidates(base):
+        if cand.family and cand.family in done:
+            continue
+        try:
+            result = evaluate(cand.argv, cand.desc, cand.needs_other_checkpoint)
+        except SglangRejects:
+            continue
+        if _RANK[result.verdict] < _RANK[base.verdict]:
+            change = cand.change + (
+                " (a different checkpoint: download it first)" if cand.needs_other_checkpoint else ""
+            )
+            found.append(Suggestion(change, cand.argv, result))
+            done.add(cand.family)
+        if len(found) >= limit:
+            break
+    return sorted(found, key=lambda s: _RANK[s.result.verdict])
