@@ -10,7 +10,8 @@ for the modules the patches target; the normal import then continues.
 import os
 import sys
 
-_FALSE = {"0", "false", "off", "no", "disable", "disabled"}
+# settings.OFF_VALUES, repeated so interpreter start imports nothing more (a test keeps them equal).
+_OFF = ("0", "false", "no", "off")
 
 
 class _SglangImportTrigger:
@@ -24,7 +25,7 @@ class _SglangImportTrigger:
             from sglang_consumer_gpu.activation import activate
 
             activate(path="import-watcher")
-        except Exception as exc:  # never break the user's import of sglang
+        except (Exception, SystemExit) as exc:  # never break the user's import of sglang
             sys.stderr.write(f"sglang-consumer-gpu: activation failed, SGLang runs unpatched: {exc!r}\n")
         return None  # let the regular finders load sglang
 
@@ -43,7 +44,7 @@ def armed() -> bool:
 
 
 def install() -> None:
-    if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _FALSE:
+    if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _OFF:
         return
     if "sglang" in sys.modules:  # already imported (unusual for a .pth): activate now
         from sglang_consumer_gpu.activation import activate
