@@ -82,11 +82,18 @@ def activate(path: str = "api") -> None:
                 registry.apply_loaded(disabled_reason=f"disabled by {settings.switch().describe()}")
                 return
             cov = coverage()
+            armed = registry.patches()
             if not cov.covered:
-                warn_once("coverage", f"{cov.message}. What to do: {cov.advice}.")
-                registry.apply_all()  # records "version not covered" for each patch; imports nothing
-                return
-            for patch in registry.patches():
+                warn_once(
+                    "coverage",
+                    f"{cov.message}. What to do: {cov.advice}. The shared-memory safety net stays on "
+                    "(it patches Triton, not SGLang).",
+                )
+                for patch in armed:
+                    if not patch.triton_only:
+                        registry.apply_patch(patch)  # records "version not covered"; imports nothing
+                armed = [p for p in armed if p.triton_only]
+            for patch in armed:
                 seam = patch.current_seam()
                 if seam is None:
                     registry.apply_patch(patch)  # records "version not covered" with the patch's range

@@ -24,6 +24,7 @@ from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
+from sglang_consumer_gpu.safety import state as safety_state
 from sglang_consumer_gpu.versions import (
     PLUGIN_GROUP_SINCE,
     coverage,
@@ -98,7 +99,7 @@ def plan(patch: Any, spec: GpuSpec | None, read: Any) -> dict[str, str]:
     if not sw.enabled:
         return {"status": Status.DISABLED.value, "detail": f"disabled by {sw.describe()}"}
     cov = coverage()
-    if not cov.covered:
+    if not cov.covered and not patch.triton_only:
         return {"status": Status.VERSION_SKIPPED.value, "detail": cov.message}
     triton = installed_version("triton")
     if patch.triton_versions and (triton is None or not in_range(triton, patch.triton_versions)):
@@ -190,6 +191,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     if do_import:
         out["patches_in_this_process"] = _import_and_apply(target)
     out["activation"] = activation_report()
+    out["safety_net"] = safety_state.report()
     return out
 
 
@@ -312,6 +314,9 @@ def _print_human(data: dict[str, Any]) -> None:
     if "patches_in_this_process" in data:
         print()
         _print_patches("Patches applied in this process (--import):", data["patches_in_this_process"])
+    print()
+    for line in safety_state.lines(data["safety_net"]):
+        print(line)
     tips = _advice(data)
     if tips:
         print()

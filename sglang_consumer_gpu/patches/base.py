@@ -76,6 +76,9 @@ class Patch:
     upstream_fixed: Callable[[ModuleType], bool] = lambda module: False
     sglang_versions: str = ""  # packaging specifier, "" = any (patches without seams)
     triton_versions: str = ""
+    #: The target is Triton's, not SGLang's (the safety net): it does not move between SGLang
+    #: releases, so the patch stays on for an SGLang release outside the covered range.
+    triton_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def all_seams(self) -> tuple[Seam, ...]:

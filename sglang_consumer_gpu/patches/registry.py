@@ -200,7 +200,7 @@ def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
 
 def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     cov = versions.coverage()
-    if not cov.covered:
+    if not cov.covered and not patch.triton_only:
         return PatchResult(Status.VERSION_SKIPPED, cov.message)
     seam = patch.current_seam()
     if seam is None:
