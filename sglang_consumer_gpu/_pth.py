@@ -14,8 +14,10 @@ whatever the off switch says: unpatched SGLang under the cap is a test case.
 import os
 import sys
 
-_FALSE = {"0", "false", "off", "no", "disable", "disabled"}
-_EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"  # == settings.EMULATE_SMEM (a test checks)
+# settings.OFF_VALUES and settings.EMULATE_SMEM, repeated so interpreter start imports
+# nothing more (tests keep them equal).
+_OFF = ("0", "false", "no", "off")
+_EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 
 
 class _SglangImportTrigger:
@@ -29,7 +31,7 @@ class _SglangImportTrigger:
             from sglang_consumer_gpu.activation import activate
 
             activate(path="import-watcher")
-        except Exception as exc:  # never break the user's import of sglang
+        except (Exception, SystemExit) as exc:  # never break the user's import of sglang
             sys.stderr.write(f"sglang-consumer-gpu: activation failed, SGLang runs unpatched: {exc!r}\n")
         return None  # let the regular finders load sglang
 
@@ -59,7 +61,7 @@ def _install_emulation() -> None:
 def install() -> None:
     if os.environ.get(_EMULATE_SMEM):
         _install_emulation()
-    if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _FALSE:
+    if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _OFF:
         return
     if "sglang" in sys.modules:  # already imported (unusual for a .pth): activate now
         from sglang_consumer_gpu.activation import activate

@@ -4,16 +4,23 @@
   ``import sglang`` in any interpreter (spawned scheduler processes included)
   and arms post-import hooks, so each patch lands as its target module loads.
 * ``entry-point``: SGLang's ``load_plugins()`` runs :func:`entry_point` from the
-  ``sglang.srt.plugins`` group in its engine, scheduler and detokenizer
-  processes; it applies whatever is loaded by then and logs the summary.
+  ``sglang.srt.plugins`` group (SGLang 0.5.11+) in its engine, scheduler and
+  detokenizer processes; it applies whatever is loaded by then and logs the summary.
 
 Both are idempotent: a patch that is already installed is recognised by the
-marker on its replacement and not wrapped twice.
+marker on its replacement and not wrapped twice, and a module is watched once
+per patch however often activation runs.
+
+What the user must hear about is said once per launch, not once per process:
+an SGLang release outside the covered range, or an unrecognised value of the
+off switch. The first process that says it sets :data:`_TOLD` in its
+environment, which SGLang's spawned workers inherit.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from sglang_consumer_gpu import settings
@@ -23,6 +30,8 @@ logger = logging.getLogger("sglang_consumer_gpu")
 _lock = threading.Lock()
 _paths: list[str] = []
 _registered = False
+#: Environment variable listing the warnings already given in this launch (inherited by workers).
+_TOLD = "SGLANG_CONSUMER_GPU_WARNED"
 
 
 def active_paths() -> list[str]:
@@ -42,6 +51,23 @@ def _register_builtins() -> None:
     _registered = True
 
 
+def warn_once(topic: str, message: str) -> None:
+    """Log ``message`` as a WARNING unless this launch already did (see module doc)."""
+    told = set(filter(None, os.environ.get(_TOLD, "").split(",")))
+    if topic in told:
+        return
+    os.environ[_TOLD] = ",".join(sorted(told | {topic}))
+    logger.warning("sglang-consumer-gpu: %s", message)
+
+
+def _check_switch() -> bool:
+    """Whether the plugin is on; warns once about a value it does not recognise."""
+    sw = settings.switch()
+    if not sw.recognised:
+        warn_once("switch", sw.warning())
+    return sw.enabled
+
+
 def activate(path: str = "api") -> None:
     """Arm every patch: apply those whose target is loaded, hook the rest. Never raises."""
     try:
@@ -50,12 +76,29 @@ def activate(path: str = "api") -> None:
                 _paths.append(path)
             _register_builtins()
             from sglang_consumer_gpu.patches import registry, watcher
+            from sglang_consumer_gpu.versions import coverage
 
-            if not settings.plugin_enabled():
-                registry.apply_loaded(disabled_reason=f"{settings.OFF_SWITCH}=0")
+            if not _check_switch():
+                registry.apply_loaded(disabled_reason=f"disabled by {settings.switch().describe()}")
                 return
-            for patch in registry.patches():
-                watcher.watch(patch.module, lambda module, p=patch: _on_import(p, module))
+            cov = coverage()
+            armed = registry.patches()
+            if not cov.covered:
+                warn_once(
+                    "coverage",
+                    f"{cov.message}. What to do: {cov.advice}. The shared-memory safety net stays on "
+                    "(it patches Triton, not SGLang).",
+                )
+                for patch in armed:
+                    if not patch.triton_only:
+                        registry.apply_patch(patch)  # records "version not covered"; imports nothing
+                armed = [p for p in armed if p.triton_only]
+            for patch in armed:
+                seam = patch.current_seam()
+                if seam is None:
+                    registry.apply_patch(patch)  # records "version not covered" with the patch's range
+                    continue
+                watcher.watch(seam.module, lambda module, p=patch: _on_import(p, module), key=patch.name)
     except Exception as exc:
         logger.warning("sglang-consumer-gpu: activation via %s failed, SGLang runs unpatched: %s", path, exc)
 
@@ -71,13 +114,20 @@ def _on_import(patch: object, module: object) -> None:
 
 def entry_point() -> None:
     """Called by SGLang's ``load_plugins()`` (``sglang.srt.plugins`` group)."""
-    if not settings.plugin_enabled():
-        logger.info("sglang-consumer-gpu: disabled by %s=0; SGLang runs unpatched", settings.OFF_SWITCH)
-        return
-    activate(path="entry-point")
-    from sglang_consumer_gpu.hardware import current_spec
-    from sglang_consumer_gpu.patches import registry
+    try:
+        if not _check_switch():
+            logger.info(
+                "sglang-consumer-gpu: disabled by %s; SGLang runs unpatched", settings.switch().describe()
+            )
+            return
+        activate(path="entry-point")
+        from sglang_consumer_gpu.hardware import current_spec
+        from sglang_consumer_gpu.patches import registry
 
-    spec = current_spec()
-    gpu = f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B smem/block)" if spec else "no GPU"
-    logger.info("sglang-consumer-gpu active (%s) for %s: %s", "+".join(_paths), gpu, registry.summary())
+        spec = current_spec()
+        gpu = (
+            f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B smem/block)" if spec else "no GPU"
+        )
+        logger.info("sglang-consumer-gpu active (%s) for %s: %s", "+".join(_paths), gpu, registry.summary())
+    except Exception as exc:  # load_plugins() must go on with the other plugins
+        logger.warning("sglang-consumer-gpu: entry point failed, SGLang runs unpatched: %s", exc)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-#: Set to 0/false/off/no to turn every patch off (both activation paths).
+#: The off switch: one of OFF_VALUES turns every patch off (both activation paths).
 OFF_SWITCH = "SGLANG_CONSUMER_GPU"
 #: Compute every decision for this GPU (a catalog name) instead of the live one.
 VIRTUAL_GPU = "SGLANG_CONSUMER_GPU_VIRTUAL"
@@ -22,11 +23,46 @@ CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
 #: the tools and scripts share: do not rename.
 EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 
-_FALSE = {"0", "false", "off", "no", "disable", "disabled"}
+#: Accepted values, compared after stripping spaces and lower-casing. Unset means on.
+#: Anything else (including an empty value) leaves the plugin on and logs one warning.
+OFF_VALUES = ("0", "false", "no", "off")
+ON_VALUES = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Switch:
+    """What ``SGLANG_CONSUMER_GPU`` says."""
+
+    enabled: bool
+    raw: str | None  # the value as set (None: unset)
+    recognised: bool  # False: not one of OFF_VALUES/ON_VALUES (the plugin stays on)
+
+    def describe(self) -> str:
+        """For log lines: the real value, e.g. ``SGLANG_CONSUMER_GPU='off'``."""
+        return f"{OFF_SWITCH} unset" if self.raw is None else f"{OFF_SWITCH}={self.raw!r}"
+
+    def warning(self) -> str:
+        """The one-line warning for an unrecognised value ("" when recognised)."""
+        if self.recognised:
+            return ""
+        return (
+            f"{self.describe()} is not a recognised value, so the plugin stays ON; "
+            f"use one of {'/'.join(OFF_VALUES)} to switch it off, {'/'.join(ON_VALUES)} (or unset) for on"
+        )
+
+
+def switch() -> Switch:
+    raw = os.environ.get(OFF_SWITCH)
+    if raw is None:
+        return Switch(True, None, True)
+    value = raw.strip().lower()
+    if value in OFF_VALUES:
+        return Switch(False, raw, True)
+    return Switch(True, raw, value in ON_VALUES)
 
 
 def plugin_enabled() -> bool:
-    return os.environ.get(OFF_SWITCH, "1").strip().lower() not in _FALSE
+    return switch().enabled
 
 
 _warned_smem: set[str] = set()

@@ -21,10 +21,16 @@ PROBE_ENV = {
 REPORT = f"""
     import json
     from sglang_consumer_gpu import activation
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patches import registry, watcher
     import {CFG} as cfg, {FUSED} as fused
     marker = getattr(cfg.get_config_dtype_str, registry.MARKER, None)
+    per_module = {{}}
+    for p in registry.patches():
+        seam = p.current_seam()
+        if seam is not None:
+            per_module[seam.module] = per_module.get(seam.module, 0) + 1
     print(json.dumps({{
+        "hooks_per_patch": {{m: len(watcher._finder.hooks.get(m, [])) / n for m, n in per_module.items()}},
         "paths": activation.active_paths(),
         "results": {{k: [v.status.value, v.detail] for k, v in registry.results().items()}},
         "installed": {{p.name: registry.installed(p) for p in registry.patches()}},
@@ -62,7 +68,7 @@ def test_builtin_patches_apply_under_virtual_rtx_4090() -> None:
         from sglang_consumer_gpu.patches import registry
         from sglang_consumer_gpu.activation import activate
         activate()
-        for m in sorted({p.module for p in registry.patches()}):
+        for m in sorted({p.current_seam().module for p in registry.patches()}):
             try:
                 importlib.import_module(m)
             except ImportError:
@@ -123,6 +129,7 @@ def test_load_plugins_runs_entry_point_and_both_paths_patch_once() -> None:
     assert out["paths"] == ["import-watcher", "entry-point"]
     assert out["results"]["probe"][0] == "applied"
     assert out["probe_in_cfg"] and out["fused_sees_same"] and out["wrapped_once"]
+    assert set(out["hooks_per_patch"].values()) == {1.0}, out["hooks_per_patch"]  # not one per activation
 
 
 def test_entry_point_alone_rebinds_already_imported_references() -> None:
@@ -198,31 +205,47 @@ def test_fault_injection_statuses_and_logs() -> None:
     assert final["missing_attr"][0] == "target missing" and "no_such_function" in final["missing_attr"][1]
     assert final["missing_module"][0] == "target missing"
     assert final["raises"][0] == "failed" and "boom: injected failure" in final["raises"][1]
-    assert "patch raises failed and was skipped: RuntimeError: boom" in proc.stderr
-    assert "patch missing_attr skipped, target" in proc.stderr
+    # said once each, although apply_all() tried them again after the import hooks did
+    assert proc.stderr.count("patch raises failed and was skipped: RuntimeError: boom") == 1
+    assert proc.stderr.count("patch missing_attr skipped, target") == 1
 
 
-def test_call_time_failure_falls_back_to_sglang() -> None:
-    out = run_python_json(
+def test_call_time_failure_falls_back_to_sglang_for_that_call_only() -> None:
+    """A replacement that raises for one input: SGLang answers that call, the
+    patch keeps answering the others, one WARNING says so and the status counts it."""
+    proc = run_python(
         f"""
-        import json
+        import json, logging
+        logging.basicConfig(level=logging.WARNING)
         from sglang_consumer_gpu.patches import registry
         from sglang_consumer_gpu.patches.base import Patch
         def build(original, module):
-            def broken(*a, **k):
-                raise ZeroDivisionError("bad decision")
-            return broken
-        registry.register(Patch(name="breaks_later", module="{CFG}", attr="get_config_dtype_str",
+            def picky(dtype, **flags):
+                if flags.get("use_fp8_w8a8"):
+                    raise ZeroDivisionError("bad decision")
+                return "plugin:" + str(original(dtype, **flags))
+            return picky
+        registry.register(Patch(name="breaks_sometimes", module="{CFG}", attr="get_config_dtype_str",
                                 why="test", build=build))
         import {CFG} as cfg
         import torch
-        name = cfg.get_config_dtype_str(torch.bfloat16, use_fp8_w8a8=True)
-        print(json.dumps({{"name": name, "status": registry.results()["breaks_later"].status.value}}))
+        answers = [cfg.get_config_dtype_str(torch.bfloat16, use_fp8_w8a8=True) for _ in range(3)]
+        answers.append(cfg.get_config_dtype_str(torch.bfloat16))
+        print(json.dumps({{"answers": answers, "result": registry.results()["breaks_sometimes"].to_dict()}}))
         """,
         env={"SGLANG_CONSUMER_GPU_VIRTUAL": RTX_4090},
     )
-    assert out["name"] == "fp8_w8a8"  # SGLang's own answer, after the patch raised
-    assert out["status"] == "failed"
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["answers"] == ["fp8_w8a8"] * 3 + ["plugin:None"]  # SGLang's own answer, then the patch's
+    assert out["result"]["status"] == "applied"
+    assert (
+        out["result"]["fallbacks"] == 3 and "ZeroDivisionError: bad decision" in out["result"]["last_error"]
+    )
+    lines = [line for line in proc.stderr.splitlines() if "breaks_sometimes raised" in line]
+    assert len(lines) == 1 and "stays on for other calls" in lines[0], proc.stderr
 
 
 def test_no_gpu_means_unpatched() -> None:

@@ -115,3 +115,94 @@ def test_log_source_once(caplog):
         lookup.log_source_once(key, RTX_4090, "heuristic", None)
         lookup.log_source_once(key, RTX_4090, "heuristic", None)
     assert len([r for r in caplog.records if "E=1, N=2" in r.getMessage()]) == 1
+
+
+HOSTILE = {
+    "deep": ('{"1":' * 100_000 + "{}" + "}" * 100_000, "nested more than 8 levels deep"),
+    "deep-array": ("[" * 100_000 + "]" * 100_000, "nested more than 8 levels deep"),
+    "5000 digits": (
+        '{"1": {"BLOCK_SIZE_M": '
+        + "1" * 5000
+        + ', "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1}}',
+        "a number longer than 20 digits",
+    ),
+    "huge key": ('{"' + "1" * 5000 + '": {}}', "is not a batch size"),
+    "NaN": ('{"1": {"BLOCK_SIZE_M": NaN}}', "NaN is not a valid value"),
+    "not utf-8": (b'{"1": "\xff"}', "not UTF-8 text"),
+    "too large": (" " * (2 << 20), "too large for a config file"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_file_is_skipped_never_raises(user_dir, caplog, kind):
+    """Issue 16.1: parsing is bounded and never raises out of the lookup."""
+    text, problem = HOSTILE[kind]
+    path = user_dir / _name()
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    with caplog.at_level(logging.WARNING, logger="sglang_consumer_gpu.moe"):
+        c = lookup.choose(1, SHAPE, RTX_4090)
+    assert c.source == "heuristic"
+    (msg,) = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert problem in msg, msg
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink loop", "dangling symlink"])
+def test_not_a_file_where_a_config_should_be_is_named(user_dir, caplog, kind):
+    """Issue 16.3: these used to be skipped with no log line at all."""
+    path = user_dir / _name()
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "symlink loop":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(user_dir / "gone.json")
+    with caplog.at_level(logging.WARNING, logger="sglang_consumer_gpu.moe"):
+        assert lookup.choose(1, SHAPE, RTX_4090).source == "heuristic"
+    msgs = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert len(msgs) == 1 and "skipping MoE config" in msgs[0], msgs
+
+
+def test_all_bad_entries_in_one_message(user_dir, caplog):
+    bad = {"1": {**GOOD, "BLOCK_SIZE_N": 96}, "2": GOOD, "4": {"BLOCK_M": 16}, "x": GOOD, "8": [1]}
+    (user_dir / _name()).write_text(json.dumps(bad))
+    with caplog.at_level(logging.WARNING, logger="sglang_consumer_gpu.moe"):
+        lookup.choose(1, SHAPE, RTX_4090)
+    (msg,) = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert "4 bad entries" in msg
+    for part in (
+        "entry 1: BLOCK_SIZE_N=96",
+        "entry 4: missing key(s)",
+        "key 'x' is not a batch size",
+        "entry 8:",
+    ):
+        assert part in msg, msg
+
+
+def test_unreadable_user_dir_is_said_once(tmp_path, monkeypatch, caplog):
+    """Issue 16.1: a user directory that cannot be listed (here a symlink loop,
+    which is unreadable even for root) costs one WARNING, not an exception."""
+    user = tmp_path / "loop"
+    user.symlink_to(user)
+    monkeypatch.setenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR", str(user))
+    lookup.clear_cache()
+    with caplog.at_level(logging.WARNING, logger="sglang_consumer_gpu.moe"):
+        for shape in (SHAPE, MoeShape(64, 640, 2048, 6, "fp8_w8a8")):
+            lookup.choose(1, shape, RTX_4090)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [
+        f"sglang-consumer-gpu: cannot read MoE config directory {user} (Too many levels of symbolic links); configs in it are skipped"
+    ]
+
+
+def test_lookup_never_raises(monkeypatch, caplog):
+    """Whatever goes wrong inside, SGLang's call gets 'no file', not an exception."""
+    from sglang_consumer_gpu.moe import lookup as mod
+
+    def explode(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(mod, "candidates", explode)
+    with caplog.at_level(logging.WARNING, logger="sglang_consumer_gpu.moe"):
+        found = mod.find_configs(ConfigKey(SHAPE.E, SHAPE.N, SHAPE.dtype), RTX_4090)
+    assert found.configs is None and found.source == "none"
+    assert "RecursionError" in caplog.text

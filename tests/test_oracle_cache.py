@@ -34,12 +34,21 @@ def test_hit_after_miss_with_the_same_number(tmp_path):
 
 @pytest.mark.parametrize(
     "garbage",
-    ["{not json", json.dumps({"kernel": "fused_moe_kernel", "shared": "lots"}), json.dumps([1, 2])],
+    [
+        b"{not json",
+        json.dumps({"kernel": "fused_moe_kernel", "shared": "lots"}).encode(),
+        json.dumps([1, 2]).encode(),
+        b"[" * 100_000 + b"]" * 100_000,  # issue 16.6: too large / too deep for json
+        b"[" * 20_000 + b"]" * 20_000,  # small enough to read, deep enough to exhaust json's recursion
+        b'{"kernel": "\xff\xfe", "shared": 1}',  # not UTF-8
+    ],
+    ids=["malformed", "wrong-type", "not-an-object", "deep-large", "deep-small", "not-utf8"],
 )
 def test_corrupt_entry_is_ignored_and_rewritten(tmp_path, garbage):
+    """A corrupt entry is a miss (never a false FAIL) and is replaced by a good one."""
     cold = _moe_launch(CompileCache(tmp_path))
     path = CompileCache(tmp_path).path(cold.key)
-    path.write_text(garbage)
+    path.write_bytes(garbage)
     cache = CompileCache(tmp_path)
     again = _moe_launch(cache)
     assert not again.cached and cache.corrupt == 1  # recompiled, not trusted

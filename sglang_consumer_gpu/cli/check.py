@@ -102,6 +102,10 @@ def _per_area(items: list[CheckItem]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sglang_consumer_gpu.versions import coverage
+
+    if not (cov := coverage("check")).covered:
+        raise ValueError(f"{cov.message}. What to do: {cov.advice}")
     providers = registry.select(args.only, baseline=args.baseline)
     spec = _spec(args.gpu)
     from tqdm import tqdm

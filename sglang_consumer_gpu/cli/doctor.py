@@ -1,5 +1,15 @@
 """`doctor`: what GPU this is, what SGLang stack is installed, whether the plugin
-is active and by which path, and what each patch did."""
+is active and by which path, and what each patch will do.
+
+By default it answers from the installed files, without importing SGLang
+(which takes ~10 s): each patch's seam for the installed release is checked in
+SGLang's source with :mod:`ast` (:mod:`sglang_consumer_gpu.patches.static`),
+and the decision is the same pure function of the GPU spec the patch makes at
+run time. Patches are applied lazily inside SGLang's own processes, so what a
+separate ``doctor`` process can report is what they *will* do there.
+``--import`` also imports every target and applies the patches in this
+process, the slow proof that they do.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +24,20 @@ from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
+from sglang_consumer_gpu.safety import state as safety_state
+from sglang_consumer_gpu.versions import (
+    PLUGIN_GROUP_SINCE,
+    coverage,
+    has_plugin_group,
+    in_range,
+    installed_version,
+    sglang_version,
+)
 from sglang_consumer_gpu.versions import report as version_report
 
 PTH_NAME = "sglang_consumer_gpu.pth"
+#: The status a patch gets in a static report when SGLang will be patched as its module loads.
+WILL_APPLY = "will apply"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--gpu", metavar="NAME", help='answer for a GPU that is not present, e.g. "NVIDIA GeForce RTX 4090"'
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--import",
+        dest="do_import",
+        action="store_true",
+        help="also import SGLang and apply every patch in this process (slow, ~10 s)",
+    )
     from sglang_consumer_gpu.cli import doctor_model
 
     doctor_model.add_arguments(p)
@@ -45,30 +72,95 @@ def activation_report() -> dict[str, Any]:
     from sglang_consumer_gpu import activation
     from sglang_consumer_gpu.patches import watcher
 
+    sw = settings.switch()
+    version = sglang_version()
     return {
         # The .pth imports this module at interpreter start; if it is loaded, the .pth ran.
         "pth_ran_in_this_process": "sglang_consumer_gpu._pth" in sys.modules,
-        "enabled": settings.plugin_enabled(),
-        "off_switch": f"{settings.OFF_SWITCH}=0",
+        "enabled": sw.enabled,
+        "switch": sw.describe(),
+        "switch_recognised": sw.recognised,
+        "off_values": list(settings.OFF_VALUES),
         "pth_files": _pth_locations(),
         "import_watcher_installed": watcher.installed(),
         "entry_point_registered": _entry_point_registered(),
+        # SGLang calls entry points of the group only from 0.5.11 on.
+        "sglang_has_plugin_group": has_plugin_group(version),
         "paths_run_in_this_process": activation.active_paths(),
     }
 
 
-def collect(gpu: GpuSpec | None) -> dict[str, Any]:
-    """Everything doctor reports, as data. Importing the patch targets is what
-    doctor is for, so this imports SGLang (several seconds)."""
-    from sglang_consumer_gpu import activation
-    from sglang_consumer_gpu.patches import registry
+def plan(patch: Any, spec: GpuSpec | None, read: Any) -> dict[str, str]:
+    """What ``patch`` will do in SGLang's processes, from the installed source alone."""
+    from sglang_consumer_gpu.patches.base import Status
+    from sglang_consumer_gpu.patches.static import check_seam, read_source
+
+    sw = settings.switch()
+    if not sw.enabled:
+        return {"status": Status.DISABLED.value, "detail": f"disabled by {sw.describe()}"}
+    cov = coverage()
+    if not cov.covered and not patch.triton_only:
+        return {"status": Status.VERSION_SKIPPED.value, "detail": cov.message}
+    triton = installed_version("triton")
+    if patch.triton_versions and (triton is None or not in_range(triton, patch.triton_versions)):
+        return {
+            "status": Status.VERSION_SKIPPED.value,
+            "detail": f"triton {triton} not in {patch.triton_versions}",
+        }
+    seam = patch.current_seam()
+    if seam is None:
+        return {
+            "status": Status.VERSION_SKIPPED.value,
+            "detail": f"SGLang {cov.version} has no target for this patch (it has one in SGLang "
+            f"{patch.coverage_text()})",
+        }
+    check = check_seam(seam, read)
+    if not check.ok:
+        status = Status.TARGET_MISSING if check.missing else Status.TARGET_CHANGED
+        return {"status": status.value, "detail": check.problem}
+    if spec is None:
+        return {"status": Status.NOT_NEEDED.value, "detail": "no NVIDIA GPU visible; SGLang's own code runs"}
+    explain = patch.extra.get("explain")
+    why = ""
+    if callable(explain):
+        try:
+            why = f"; {explain(spec)}"
+        except Exception as exc:
+            why = f"; (explain failed: {exc})"
+    if not patch.needed_on(spec):
+        return {
+            "status": Status.NOT_NEEDED.value,
+            "detail": f"{spec.name} ({spec.arch_name}) does not need it{why}",
+        }
+    from_source = patch.extra.get("upstream_fixed_from_source")
+    if callable(from_source):
+        source = read_source(read, seam.module)
+        with override_spec(spec):
+            fixed = from_source(spec, source) if source is not None else None
+        if fixed:
+            return {
+                "status": Status.UPSTREAM_FIXED.value,
+                "detail": f"SGLang {cov.version}'s own choice already fits {spec.name} ({spec.arch_name})",
+            }
+    where = f"when {seam.module} is imported"
+    if check.condition:
+        where += f" (SGLang defines {seam.attr} only under `if {check.condition}:`, i.e. with CUDA present)"
+    return {"status": WILL_APPLY, "detail": f"for {spec.name} ({spec.arch_name}) {where}{why}"}
+
+
+def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
+    """Everything doctor reports, as data (``do_import``: also import SGLang and apply)."""
+    from sglang_consumer_gpu.patches.catalog import builtin_patches
+    from sglang_consumer_gpu.patches.static import installed_reader
 
     live = live_specs()
     target = gpu if gpu is not None else (min(live, key=lambda s: s.smem_per_block_optin) if live else None)
+    cov = coverage()
     out: dict[str, Any] = {
         "plugin_version": __version__,
         "python": sys.version.split()[0],
         "versions": version_report(),
+        "sglang_coverage": {"covered": cov.covered, "message": cov.message, "advice": cov.advice},
         "live_gpus": [s.to_dict() for s in live],
         "gpu": target.to_dict() if target else None,
         "gpu_is_virtual": gpu is not None,
@@ -83,29 +175,63 @@ def collect(gpu: GpuSpec | None) -> dict[str, Any]:
             )
             if k in os.environ
         },
+        "mode": "import" if do_import else "static",
     }
+    patches = builtin_patches()
+    read = installed_reader() or (lambda rel: None)
+    out["patches"] = {
+        p.name: {
+            "target": p.target,
+            "why": p.why,
+            "sglang_releases": p.coverage_text(),
+            **plan(p, target, read),
+        }
+        for p in patches
+    }
+    if do_import:
+        out["patches_in_this_process"] = _import_and_apply(target)
+    out["activation"] = activation_report()
+    out["safety_net"] = safety_state.report()
+    return out
+
+
+def _import_and_apply(target: GpuSpec | None) -> dict[str, Any]:
+    from sglang_consumer_gpu import activation
+    from sglang_consumer_gpu.patches import registry
+
+    print(
+        "doctor: importing SGLang's patch targets and applying the patches here (about 10 s)...",
+        file=sys.stderr,
+    )
+    sw = settings.switch()
+    reason = None if sw.enabled else f"disabled by {sw.describe()}"
     if target is not None:
         with override_spec(target):
             activation.activate(path="doctor")
-            results = registry.apply_all()
+            results = registry.apply_all(disabled_reason=reason)
     else:
         activation.activate(path="doctor")
-        results = registry.apply_all()
-    out["activation"] = activation_report()
-    out["patches"] = {
-        p.name: {"target": p.target, "why": p.why, **results[p.name].to_dict()} for p in registry.patches()
-    }
-    return out
+        results = registry.apply_all(disabled_reason=reason)
+    return {p.name: {"target": p.target, **results[p.name].to_dict()} for p in registry.patches()}
 
 
 def _advice(data: dict[str, Any]) -> list[str]:
     tips = []
     act = data["activation"]
+    cov = data["sglang_coverage"]
+    if not act["switch_recognised"]:
+        tips.append(settings.switch().warning() + ".")
     if not act["enabled"]:
-        tips.append(f"The plugin is switched off ({act['off_switch']} is set): unset it to patch SGLang.")
+        tips.append(f"The plugin is switched off ({act['switch']}): unset it to patch SGLang.")
+    if data["versions"].get("sglang") is None:
+        tips.append(
+            "SGLang is not installed in this environment: install it, then the plugin activates itself."
+        )
+    elif not cov["covered"]:
+        tips.append(f"{cov['message']}. What to do: {cov['advice']}.")
     if not act["pth_files"]:
         tips.append(
-            "No sglang_consumer_gpu.pth in site-packages: reinstall with `pip install sglang-consumer-gpu` "
+            "No sglang_consumer_gpu.pth in site-packages: reinstall the plugin (pip install .) "
             "so patches also apply before SGLang's load_plugins() runs."
         )
     if not act["entry_point_registered"]:
@@ -116,15 +242,41 @@ def _advice(data: dict[str, Any]) -> list[str]:
         tips.append(
             "No NVIDIA GPU visible: nothing is patched. Use --gpu NAME to see what would happen on a GPU."
         )
-    if data["versions"].get("sglang") is None:
-        tips.append("SGLang is not installed in this environment.")
-    for name, p in data["patches"].items():
-        if p["status"] in ("failed", "target missing"):
+    statuses = [(n, p) for n, p in data["patches"].items()]
+    statuses += [(n, p) for n, p in data.get("patches_in_this_process", {}).items()]
+    for name, p in statuses:
+        if p["status"] in ("failed", "target missing", "target changed") and cov["covered"]:
             tips.append(
-                f"Patch {name} did not apply ({p['status']}: {p['detail']}); SGLang's own code runs for it. "
+                f"Patch {name} cannot apply ({p['status']}: {p['detail']}); SGLang's own code runs for it. "
                 "Please report this with `doctor --json` output."
             )
     return tips
+
+
+def _entry_point_line(act: dict[str, Any], version: str | None) -> str:
+    if not act["entry_point_registered"]:
+        return "NOT REGISTERED"
+    if version is not None and not act["sglang_has_plugin_group"]:
+        return (
+            f"registered, but SGLang {version} has no plugin group (it appeared in {PLUGIN_GROUP_SINCE}); "
+            "the import watcher alone activates the plugin"
+        )
+    return "registered"
+
+
+def _print_patches(title: str, patches: dict[str, Any]) -> None:
+    print(title)
+    if not patches:
+        print("  (none registered)")
+    width = max((len(n) for n in patches), default=0)
+    for name, p in patches.items():
+        print(f"  {name:<{width}}  {p['status']:<24} {p['detail']}")
+        if "why" in p:
+            print(f"  {'':<{width}}  target {p['target']}: {p['why']}")
+        if p.get("fallbacks"):
+            print(
+                f"  {'':<{width}}  {p['fallbacks']} call(s) answered by SGLang after an error: {p['last_error']}"
+            )
 
 
 def _print_human(data: dict[str, Any]) -> None:
@@ -147,22 +299,24 @@ def _print_human(data: dict[str, Any]) -> None:
         print("  live GPUs: " + ", ".join(g["name"] for g in data["live_gpus"]))
     print()
     print("Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in data["versions"].items()))
+    cov = data["sglang_coverage"]
+    print(f"  SGLang: {'covered' if cov['covered'] else 'NOT COVERED: ' + cov['message']}")
     act = data["activation"]
     print()
-    print(f"Activation: {'enabled' if act['enabled'] else 'DISABLED (' + act['off_switch'] + ')'}")
+    print(f"Activation: {'enabled' if act['enabled'] else 'DISABLED'} ({act['switch']})")
     ran = "ran at interpreter start" if act["pth_ran_in_this_process"] else "did NOT run in this interpreter"
     print(f"  import watcher (.pth): {', '.join(act['pth_files']) or 'NOT INSTALLED'} - {ran}")
-    print(
-        f"  sglang.srt.plugins entry point: {'registered' if act['entry_point_registered'] else 'NOT REGISTERED'}"
-    )
+    print(f"  sglang.srt.plugins entry point: {_entry_point_line(act, data['versions'].get('sglang'))}")
     print()
-    print("Patches:")
-    if not data["patches"]:
-        print("  (none registered)")
-    width = max((len(n) for n in data["patches"]), default=0)
-    for name, p in data["patches"].items():
-        print(f"  {name:<{width}}  {p['status']:<24} {p['detail']}")
-        print(f"  {'':<{width}}  target {p['target']}: {p['why']}")
+    _print_patches(
+        "Patches (what they do in SGLang's processes, from the installed source):", data["patches"]
+    )
+    if "patches_in_this_process" in data:
+        print()
+        _print_patches("Patches applied in this process (--import):", data["patches_in_this_process"])
+    print()
+    for line in safety_state.lines(data["safety_net"]):
+        print(line)
     tips = _advice(data)
     if tips:
         print()
@@ -177,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
 
         return doctor_model.run(args)
     gpu = find_gpu(args.gpu) if args.gpu else None
-    data = collect(gpu)
+    data = collect(gpu, do_import=args.do_import)
     if args.json:
         data["advice"] = _advice(data)
         print(json.dumps(data, indent=2))

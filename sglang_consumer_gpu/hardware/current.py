@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Iterator
 
 from sglang_consumer_gpu import settings
@@ -103,9 +104,10 @@ def live_specs() -> list[GpuSpec]:
         return _live_cache[0]
     specs: list[GpuSpec] = []
     try:
-        import torch
-
-        if torch.cuda.is_initialized():
+        # Only a process that imported torch can have a CUDA context; importing
+        # torch here just to ask would cost seconds (doctor answers in about one).
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
             specs = _specs_from_torch()
         else:
             try:
@@ -132,15 +134,24 @@ def _with_emulated_smem(specs: list[GpuSpec]) -> list[GpuSpec]:
     ]
 
 
+_virtual_cache: dict[str, GpuSpec | None] = {}
+
+
 def _env_virtual() -> GpuSpec | None:
+    """The spec ``SGLANG_CONSUMER_GPU_VIRTUAL`` names. An unknown name is said
+    once per process (this runs on every kernel-config call) and ignored."""
     name = os.environ.get(settings.VIRTUAL_GPU)
     if not name:
         return None
-    try:
-        return find_gpu(name)
-    except ValueError as exc:
-        logger.error("%s=%r ignored: %s", settings.VIRTUAL_GPU, name, exc)
-        return None
+    if name not in _virtual_cache:
+        try:
+            _virtual_cache[name] = find_gpu(name)
+        except ValueError as exc:
+            _virtual_cache[name] = None
+            logger.warning(
+                "%s=%r ignored, decisions are made for the live GPU: %s", settings.VIRTUAL_GPU, name, exc
+            )
+    return _virtual_cache[name]
 
 
 def current_spec() -> GpuSpec | None:

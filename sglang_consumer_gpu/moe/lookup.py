@@ -2,9 +2,12 @@
 
 Order: user directory -> ``$SGLANG_MOE_CONFIG_DIR`` -> bundled -> SGLang's own
 files -> shared-memory-aware heuristic (see :mod:`.sources`). Each file is
-validated for the GPU (:mod:`.validate`); a bad or unfit file is skipped with
-a warning naming it and the problem, and the next source is tried. The
-source used is logged once per (E, N, dtype, ...) key.
+validated for the GPU (:mod:`.validate`); a bad or unfit file -- or a
+directory, a dangling or looping symlink, anything unreadable where a file of
+that name should be -- is skipped with a warning naming it and the problem,
+and the next source is tried. The lookup never raises: it runs inside
+SGLang's own call, and an exception there would cost every other layer its
+config too. The source used is logged once per (E, N, dtype, ...) key.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
-from sglang_consumer_gpu.moe.sources import ConfigKey, candidates
+from sglang_consumer_gpu.moe.sources import ConfigKey, candidates, dir_unreadable
 from sglang_consumer_gpu.moe.validate import ConfigFileError, Configs, load_config_file
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
@@ -55,21 +59,49 @@ def _env_state() -> tuple[str, str]:
     return str(settings.user_moe_config_dir()), os.environ.get("SGLANG_MOE_CONFIG_DIR", "")
 
 
+def _present(path: Path) -> str | None:
+    """None if nothing is at ``path`` (or its directory cannot be searched, which
+    :func:`~.sources.dir_unreadable` reports once), "" for a regular file, else
+    why it cannot be one."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "is a dangling symlink" if path.is_symlink() else None
+    except NotADirectoryError:
+        return None
+    except OSError as exc:
+        if dir_unreadable(path.parent, exc):
+            return None
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a config file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    return ""
+
+
 @functools.lru_cache(maxsize=1024)
 def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
     skipped: list[tuple[str, str]] = []
     seen: set[Path] = set()
     for source, path in candidates(key, spec.name):
-        if path in seen or not path.is_file():
+        if path in seen:
             continue
         seen.add(path)
-        try:
-            configs = load_config_file(path, dtype=key.dtype, block_shape=key.block_shape, spec=spec)
-        except ConfigFileError as exc:
+        problem = _present(path)
+        if problem is None:
+            continue
+        configs = None
+        if not problem:
+            try:
+                configs = load_config_file(path, dtype=key.dtype, block_shape=key.block_shape, spec=spec)
+            except ConfigFileError as exc:
+                problem = str(exc)
+        if configs is None:
             logger.warning(
-                "sglang-consumer-gpu: skipping MoE config %s: %s; trying the next source", path, exc
+                "sglang-consumer-gpu: skipping MoE config %s: %s; trying the next source", path, problem
             )
-            skipped.append((str(path), str(exc)))
+            skipped.append((str(path), problem))
             continue
         return FileLookup(source, str(path), configs, tuple(skipped))
     return FileLookup("none", None, None, tuple(skipped))
@@ -77,13 +109,26 @@ def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
 
 def find_configs(key: ConfigKey, spec: GpuSpec) -> FileLookup:
     """The first valid config file for ``key`` on ``spec`` (cached; re-read when
-    the user/SGLang config directory variables change)."""
-    return _find(key, spec, _env_state())
+    the user/SGLang config directory variables change). Never raises."""
+    try:
+        return _find(key, spec, _env_state())
+    except Exception as exc:  # last line of defence: a lookup failure must not reach SGLang
+        logger.warning(
+            "sglang-consumer-gpu: MoE config lookup for E=%s, N=%s failed (%s: %s); no file is used",
+            key.E,
+            key.N,
+            type(exc).__name__,
+            exc,
+        )
+        return FileLookup("none", None, None, ((str(settings.user_moe_config_dir()), str(exc)),))
 
 
 def clear_cache() -> None:
+    from sglang_consumer_gpu.moe import sources
+
     _find.cache_clear()
     _logged.clear()
+    sources._unlistable.clear()
 
 
 _logged: set[tuple[Any, ...]] = set()

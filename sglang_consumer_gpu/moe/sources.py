@@ -13,26 +13,36 @@ tuning output and the plugin:
    user set SGLang's own variable (they tuned those files, so they outrank the
    bundled ones);
 3. ``bundled``: files shipped in ``sglang_consumer_gpu/moe/configs/``;
-4. ``sglang``: SGLang's own ``configs/triton_X_Y_Z/`` next to
-   ``fused_moe_triton_config.py``.
+4. ``sglang``: SGLang's own ``configs/triton_X_Y_Z/`` next to the module
+   that reads them (``moe_runner/triton_utils/`` since 0.5.11,
+   ``fused_moe_triton/`` in 0.4.9-0.5.10).
 
 Within a layout with Triton-version directories the installed version's
 directory comes first, then the others newest-first (as SGLang does).
+Nothing here raises for a directory that cannot be listed: it is skipped with
+one WARNING per directory and process (the lookup runs inside SGLang's calls).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sglang_consumer_gpu import settings
-from sglang_consumer_gpu.versions import installed_version
+from sglang_consumer_gpu.versions import installed_version, sglang_package_dirs
+
+logger = logging.getLogger("sglang_consumer_gpu.moe")
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "configs"
-SGLANG_CONFIG_MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
-SGLANG_CONFIG_MODULE_FILE = "sglang/srt/layers/moe/moe_runner/triton_utils/fused_moe_triton_config.py"
+#: SGLang's config directories inside the ``sglang`` package, newest layout first.
+SGLANG_CONFIG_DIRS = (
+    "srt/layers/moe/moe_runner/triton_utils/configs",
+    "srt/layers/moe/fused_moe_triton/configs",
+)
+_unlistable: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -81,31 +91,61 @@ def versioned_candidates(root: Path, name: str) -> Iterator[Path]:
             (
                 d.name
                 for d in root.iterdir()
-                if d.is_dir() and d.name.startswith("triton_") and d.name != mine
+                if d.name.startswith("triton_") and d.name != mine and _is_dir(d)
             ),
             key=_version_key,
             reverse=True,
         )
-    except OSError:
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        dir_unreadable(root, exc)
         return
     for d in others:
         yield root / d / name
 
 
+def _readable_dir(directory: Path) -> bool:
+    try:
+        os.stat(directory)
+        return os.path.isdir(directory) and os.access(directory, os.R_OK | os.X_OK)
+    except OSError:
+        return False
+
+
+def dir_unreadable(directory: Path, exc: OSError) -> bool:
+    """True (after one WARNING per directory and process) when ``directory``
+    cannot be listed or searched, which is then what ``exc`` is about. The
+    warning names the outermost such directory (``user/`` rather than
+    ``user/triton_3_8_0/`` when ``user/`` is the one that is unreadable)."""
+    if _readable_dir(directory):
+        return False
+    while directory.parent != directory and not _readable_dir(directory.parent):
+        directory = directory.parent
+    if str(directory) not in _unlistable:
+        _unlistable.add(str(directory))
+        logger.warning(
+            "sglang-consumer-gpu: cannot read MoE config directory %s (%s); configs in it are skipped",
+            directory,
+            exc.strerror or exc,
+        )
+    return True
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def sglang_config_root() -> Path | None:
     """SGLang's own ``configs`` directory, found without importing SGLang."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("sglang")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for base in spec.submodule_search_locations:
-        root = Path(base).parent / Path(SGLANG_CONFIG_MODULE_FILE).parent / "configs"
-        if root.is_dir():
-            return root
+    for base in sglang_package_dirs():
+        for rel in SGLANG_CONFIG_DIRS:
+            root = base / rel
+            if _is_dir(root):
+                return root
     return None
 
 

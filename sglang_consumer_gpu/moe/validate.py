@@ -5,8 +5,12 @@ copied from a forum post, a harvested release): it is parsed as JSON only
 (never executed or unpickled), and every entry must have SGLang's keys with
 sane values, respect block-quant constraints and fit the GPU's shared memory
 by the analytic upper bound. A file with any bad entry is rejected as a
-whole, with a message naming the entry and the problem, so the lookup moves
-on to the next source instead of handing SGLang a tile that crashes it.
+whole, with a message naming every bad entry and its problem, so the lookup
+moves on to the next source instead of handing SGLang a tile that crashes it.
+
+Parsing is bounded before :mod:`json` sees the text (size, nesting depth,
+length of a number), and :func:`load_config_file` raises nothing but
+:class:`ConfigFileError`: a hostile file costs a log line, never the lookup.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from sglang_consumer_gpu.moe.smem import estimate_shared
 REQUIRED_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M")
 OPTIONAL_KEYS = ("num_warps", "num_stages", "num_ctas", "USE_TMA")
 _MAX_FILE_BYTES = 1 << 20  # real files are a few KB
+_MAX_DEPTH = 8  # a config file nests 2 deep: {"batch": {"KEY": value}}
+_MAX_NUMBER_CHARS = 20  # digits of any number (the largest real value is a batch size, ~6 digits)
+_MAX_KEY_CHARS = 32
 _BLOCK_RANGE = {"BLOCK_SIZE_M": (16, 256), "BLOCK_SIZE_N": (16, 512), "BLOCK_SIZE_K": (16, 512)}
 
 Configs = dict[int, dict[str, Any]]
@@ -108,18 +115,60 @@ def parse_configs(
     if not data:
         raise ConfigFileError("no entries")
     out: Configs = {}
+    problems: list[str] = []
     for key, cfg in data.items():
-        try:
-            m = int(key)
-        except (TypeError, ValueError):
-            raise ConfigFileError(f"key {key!r} is not a batch size") from None
+        shown = f"{key[:_MAX_KEY_CHARS]}..." if isinstance(key, str) and len(key) > _MAX_KEY_CHARS else key
+        if not isinstance(key, str) or len(key) > _MAX_KEY_CHARS or not key.strip().isdigit():
+            problems.append(f"key {shown!r} is not a batch size")
+            continue
+        m = int(key)
         if m <= 0:
-            raise ConfigFileError(f"batch size {m} must be positive")
+            problems.append(f"batch size {m} must be positive")
+            continue
         try:
             out[m] = check_entry(cfg, dtype=dtype, block_shape=block_shape, spec=spec)
         except ConfigFileError as exc:
-            raise ConfigFileError(f"entry {key}: {exc}") from None
+            problems.append(f"entry {key}: {exc}")
+    if problems:
+        head = f"{len(problems)} bad entries: " if len(problems) > 1 else ""
+        raise ConfigFileError(head + "; ".join(problems))
     return dict(sorted(out.items()))
+
+
+def _check_text(text: str) -> None:
+    """Reject what would make :func:`json.loads` recurse deeply or build huge
+    integers, before it runs (a 100,000-deep array raises RecursionError in
+    json, a 5,000-digit integer raises ValueError)."""
+    depth = 0
+    number = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch in "0123456789":
+            number += 1
+            if number > _MAX_NUMBER_CHARS:
+                raise ConfigFileError(f"a number longer than {_MAX_NUMBER_CHARS} digits")
+            continue
+        number = 0
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise ConfigFileError(f"nested more than {_MAX_DEPTH} levels deep")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _reject_constant(name: str) -> Any:
+    raise ConfigFileError(f"{name} is not a valid value")
 
 
 def load_config_file(
@@ -129,18 +178,38 @@ def load_config_file(
     block_shape: tuple[int, int] | None,
     spec: GpuSpec | None,
 ) -> Configs:
-    """Read and validate one file; ConfigFileError says what is wrong with it."""
+    """Read and validate one file; ConfigFileError (and nothing else) says what is wrong with it."""
     try:
-        size = path.stat().st_size
-        if size > _MAX_FILE_BYTES:
-            raise ConfigFileError(f"{size} bytes is too large for a config file")
-        text = path.read_text(encoding="utf-8")
+        return _load(path, dtype=dtype, block_shape=block_shape, spec=spec)
+    except ConfigFileError:
+        raise
+    except Exception as exc:  # anything a hostile file can still provoke
+        raise ConfigFileError(f"cannot be used ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _load(
+    path: Path,
+    *,
+    dtype: str | None,
+    block_shape: tuple[int, int] | None,
+    spec: GpuSpec | None,
+) -> Configs:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_FILE_BYTES + 1)
+    except IsADirectoryError:
+        raise ConfigFileError("is a directory, not a file") from None
     except OSError as exc:
         raise ConfigFileError(f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise ConfigFileError(f"larger than {_MAX_FILE_BYTES} bytes, too large for a config file")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigFileError("not UTF-8 text") from None
+    _check_text(text)
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ConfigFileError(
             f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"

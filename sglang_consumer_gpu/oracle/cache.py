@@ -8,9 +8,10 @@ argument specialisation (dtypes, alignment, divisibility, constexpr values)
 and the compile options (``num_warps``, ``num_stages``, ...). Shared memory
 differs between Triton versions, so the version is part of the key.
 
-Entries are never trusted blindly: one that does not parse, lacks a field,
-has a wrong type or names another key is ignored (a miss; the caller compiles
-and the entry is rewritten). Writes go to a temporary file in the same
+Entries are never trusted blindly: one that is too large, not UTF-8, does not
+parse (nested too deep included), lacks a field, has a wrong type or names
+another key is ignored (a miss; the caller compiles and the entry is
+rewritten), so a corrupt entry costs one compile, never a false FAIL. Writes go to a temporary file in the same
 directory and are renamed over the target, so a reader never sees half a file.
 Set ``SGLANG_CONSUMER_GPU_ORACLE_CACHE=0`` to bypass it.
 """
@@ -38,6 +39,8 @@ CACHE_SWITCH = "SGLANG_CONSUMER_GPU_ORACLE_CACHE"
 FORMAT = 1
 #: Fields every entry must have, with their types.
 FIELDS: dict[str, type] = {"kernel": str, "shared": int, "num_warps": int, "num_stages": int}
+#: An entry is a few hundred bytes; anything much larger is not one of ours.
+_MAX_ENTRY_BYTES = 64 * 1024
 
 
 def cache_key(**parts: Any) -> str:
@@ -77,21 +80,22 @@ class CompileCache:
     def _read(self, key: str) -> dict[str, Any] | None:
         path = self.path(key)
         try:
-            raw = path.read_text()
+            with open(path, "rb") as f:
+                raw = f.read(_MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
             logger.debug("oracle cache: cannot read %s: %s", path, exc)
             return None
         try:
-            entry = json.loads(raw)
+            entry = json.loads(raw.decode("utf-8")) if len(raw) <= _MAX_ENTRY_BYTES else None
             valid = (
                 isinstance(entry, dict)
                 and entry.get("key") == key
                 and all(type(entry.get(name)) is typ for name, typ in FIELDS.items())
                 and entry["shared"] >= 0
             )
-        except ValueError:
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             valid = False
         if not valid:
             with self._lock:

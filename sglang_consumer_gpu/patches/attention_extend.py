@@ -20,15 +20,24 @@ exactly on Triton 3.8: SGLang's sm_80 tile for Lq=576/Lv=512 (32x64, 8 warps)
 compiled for sm_89 needs 106,496 bytes. Any GPU whose capability falls into
 a data-center branch while its budget is ~99 KB repeats this.
 
-Versions: SGLang >= 0.5.16 (the module moved to ``sglang.kernels.ops`` then;
-0.5.23 checked). The helper's 6-tuple return shape is checked at call time;
-anything else is passed through untouched.
+Versions: SGLang 0.5.4 to 0.5.23: the helper appeared in 0.5.4 in
+``sglang.srt.layers.attention.triton_ops.extend_attention`` and moved to
+``sglang.kernels.ops.attention.extend_attention`` in 0.5.16 (:data:`SEAMS`).
+Before 0.5.4 (0.4.9-0.5.3.post3) the tiles are local variables of
+``extend_attention_fwd``: there is no seam and the patch reports "version not
+covered". Each release's ``extend_attention_fwd`` calls the helper by name and
+launches with ``num_stages=1`` on CUDA (CI checks the call from every covered
+wheel). The helper's 6-tuple return shape is checked at call time; anything
+else is passed through untouched.
 
 Upstream-fix detection: at apply time SGLang's own helper is run for every
 head-dim pair in :data:`sglang_consumer_gpu.attention.HEAD_DIMS` and its tiles
 are checked against the current GPU's budget with the analytic model; if all
 fit (true for SGLang 0.5.23 on sm_86/sm_89/sm_120, which have their own
 branches), the patch reports "already fixed upstream" and installs nothing.
+``doctor`` answers the same question without importing SGLang: it compiles
+the helper alone from the installed source with the GPU's compute capability
+as ``CUDA_CAPABILITY`` (:func:`upstream_fixed_from_source`).
 At call time the replacement is also a pass-through whenever SGLang's tile
 fits, so an upstream fix for a shape the list misses is honoured too.
 """
@@ -37,18 +46,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from sglang_consumer_gpu.attention import HEAD_DIMS, extend_tile, tile_fits
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patches.static import function_from_source
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
 MODULE = "sglang.kernels.ops.attention.extend_attention"
 ATTR = "_get_block_sizes_for_extend_attention"
+SEAMS = (
+    Seam(
+        ">=0.5.4,<0.5.16",
+        "sglang.srt.layers.attention.triton_ops.extend_attention",
+        ATTR,
+        ("Lq", "Lv"),
+        ("extend_attention_fwd",),
+    ),
+    Seam(">=0.5.16", MODULE, ATTR, ("Lq", "Lv"), ("extend_attention_fwd",)),
+)
 
 
 def sglang_tile_fits(spec: GpuSpec, blocks: tuple[int, ...]) -> bool:
@@ -93,6 +113,35 @@ def upstream_fixed(module: ModuleType) -> bool:
         return False
 
 
+def _next_power_of_2(n: int) -> int:
+    return 1 << (int(n) - 1).bit_length() if n > 1 else 1
+
+
+def static_env(spec: GpuSpec) -> dict[str, Any]:
+    """The module constants SGLang's helper reads, as they are on ``spec`` (an NVIDIA GPU)."""
+    return {
+        "_is_cuda": True,
+        "_is_hip": False,
+        "_is_gfx95": False,
+        "_is_gfx1250": False,
+        "CUDA_CAPABILITY": spec.capability,
+        "triton": SimpleNamespace(next_power_of_2=_next_power_of_2),
+    }
+
+
+def upstream_fixed_from_source(spec: GpuSpec, source: str) -> bool | None:
+    """:func:`upstream_fixed` for ``spec`` from the helper's source text alone (no
+    SGLang import), with SGLang's CUDA module constants set as on that GPU.
+    None when the helper needs anything else (then only a live import can tell)."""
+    helper = function_from_source(source, ATTR, static_env(spec))
+    if helper is None:
+        return None
+    try:
+        return all(sglang_tile_fits(spec, helper(lq, lv)) for lq, lv in HEAD_DIMS)
+    except Exception:
+        return None
+
+
 def needed_on(spec: GpuSpec) -> bool:
     """The ~99 KB class from Ampere on. sm_75 (T4, 64 KB) is left to SGLang: the
     shared-memory model is not a safe bound on Turing (``GpuSpec.is_ampere_or_newer``)."""
@@ -101,12 +150,11 @@ def needed_on(spec: GpuSpec) -> bool:
 
 PATCH = Patch(
     name="attention-extend-blocks",
-    module=MODULE,
-    attr=ATTR,
+    seams=SEAMS,
     why="extend/dense-prefill attention tiles chosen by capability overflow ~99 KB shared memory "
     "(Required: 102400 / 106496, Hardware limit: 101376)",
     build=_build,
     upstream_fixed=upstream_fixed,
     needed_on=needed_on,
-    sglang_versions=">=0.5.16",
+    extra={"upstream_fixed_from_source": upstream_fixed_from_source},
 )

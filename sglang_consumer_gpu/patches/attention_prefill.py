@@ -19,9 +19,14 @@ BLOCK=128. Compiled for sm_120 with the oracle (Triton 3.8), that needs
 dim 128 in fp32, against 101,376 available (``OutOfResources: Required:
 131072``). bf16 head dim <= 128 fits (65,536) and is left alone.
 
-Versions: SGLang >= 0.5.16 (module path), 0.5.23 checked. If the launch no
-longer passes ``BLOCK_M``/``BLOCK_N``/``BLOCK_DMODEL`` as keywords, or the
-grid is not 3-D, the filter passes the launch through untouched.
+Versions: SGLang 0.4.9 to 0.5.23 (:data:`SEAMS`): the launcher and its
+kernel are the same in every covered release (``sm_scale`` became a
+parameter in 0.5.11); the module is ``sglang.srt.layers.attention.triton_ops.
+prefill_attention`` before 0.5.16 and ``sglang.kernels.ops.attention.
+prefill_attention`` from 0.5.16. CI checks from every covered wheel that the
+launch passes ``BLOCK_M``/``BLOCK_N``/``BLOCK_DMODEL``/``Lk`` as keywords; if
+a release stops doing so, or the grid is not 3-D, the filter passes the
+launch through untouched.
 
 Upstream-fix detection: per launch. SGLang's own launch is kept whenever it
 fits, so once SGLang sizes this tile for ~99 KB GPUs the filter never changes
@@ -40,11 +45,19 @@ from sglang_consumer_gpu.attention import prefill_tile, tile_fits
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patches.attention_launch import LaunchFilter, dtype_bytes, swap_kernel
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patches.base import Patch, Seam
 
 MODULE = "sglang.kernels.ops.attention.prefill_attention"
 ATTR = "context_attention_fwd"
 KERNEL = "_fwd_kernel"
+_OLD_MODULE = "sglang.srt.layers.attention.triton_ops.prefill_attention"
+_PARAMS = ("q", "k", "v", "o", "b_start_loc", "b_seq_len", "max_input_len", "is_causal")
+_LAUNCH = (KERNEL, ("BLOCK_M", "BLOCK_N", "BLOCK_DMODEL", "Lk", "num_warps", "num_stages"))
+SEAMS = (
+    Seam(">=0.4.9,<0.5.11", _OLD_MODULE, ATTR, _PARAMS, launches=_LAUNCH),
+    Seam(">=0.5.11,<0.5.16", _OLD_MODULE, ATTR, (*_PARAMS, "sm_scale"), launches=_LAUNCH),
+    Seam(">=0.5.16", MODULE, ATTR, (*_PARAMS, "sm_scale"), launches=_LAUNCH),
+)
 
 #: How many launches the filter rewrote in this process (doctor/tests read it).
 REWRITES = [0]
@@ -109,10 +122,8 @@ def needed_on(spec: GpuSpec) -> bool:
 
 PATCH = Patch(
     name="attention-prefill-blocks",
-    module=MODULE,
-    attr=ATTR,
+    seams=SEAMS,
     why="context (vision) attention uses BLOCK=128 on sm_120: Required 131072/163840, Hardware limit 101376",
     build=_build,
     needed_on=needed_on,
-    sglang_versions=">=0.5.16",
 )

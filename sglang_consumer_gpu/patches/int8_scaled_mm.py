@@ -23,9 +23,11 @@ charge: the registry's guard calls the Triton path only while
 :func:`sglang_consumer_gpu.int8.backend.needed_on` is true for the current
 GPU, and ``int8_backend_for`` is the status detail (which path, why).
 
-Versions: SGLang 0.4.9, 0.5.10 and 0.5.23 bind the name the same way (checked
-in their wheels); ``is_cuda()`` gates the import, so on a machine without CUDA
-the target is missing and the registry says so.
+Versions: every release from SGLang 0.4.9 to 0.5.23 binds the name the same
+way and calls it from ``W8A8Int8LinearMethod.apply`` (CI checks each wheel).
+``if _is_cuda:`` gates the import, so on a machine without CUDA SGLang has no
+``int8_scaled_mm`` to call and nothing to route: the registry reports "not
+needed" naming that condition (not "target missing").
 
 Upstream-fixed detection: the kernel's capability switch is compiled into
 ``common_ops.so``; nothing short of calling it on the GPU tells whether a
@@ -42,7 +44,7 @@ from types import ModuleType
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patches.base import Patch, Seam
 
 logger = logging.getLogger("sglang_consumer_gpu.int8")
 
@@ -89,13 +91,11 @@ def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any
 
 PATCH = Patch(
     name="int8-scaled-mm",
-    module=MODULE,
-    attr="int8_scaled_mm",
+    seams=(Seam(">=0.4.9", MODULE, "int8_scaled_mm", called_by=("W8A8Int8LinearMethod.apply",)),),
     why="sgl-kernel's int8_scaled_mm raises 'No implemented int8_scaled_mm for current compute capability' "
     "on sm_100/sm_120 (RTX 5090, RTX PRO 6000 Blackwell)",
     build=build,
     needed_on=needed_on,
     upstream_fixed=upstream_fixed,
-    sglang_versions=">=0.4.9",
     extra={"explain": explain},
 )

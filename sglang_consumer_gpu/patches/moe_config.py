@@ -1,10 +1,10 @@
 """Fused-MoE config lookup for consumer GPUs: user dir -> bundled -> SGLang -> heuristic.
 
-What it changes: in SGLang 0.5.23's
-``sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config``,
+What it changes: in SGLang's fused-MoE config module (the seams below say
+where it lives in each release),
 
 * ``get_moe_configs`` (which SGLang's ``try_get_optimal_moe_config`` calls for
-  the up and the down projection) answers from
+  the up and, since 0.5.4.post2, the down projection) answers from
   :func:`sglang_consumer_gpu.moe.lookup.find_configs`: the user's tuned
   directory, ``$SGLANG_MOE_CONFIG_DIR``, configs bundled with the plugin, then
   SGLang's own files, each validated for the GPU's shared memory; ``None``
@@ -14,22 +14,24 @@ What it changes: in SGLang 0.5.23's
   returns the shared-memory-aware heuristic's tile for bf16/fp16, fp8_w8a8 and
   int8_w8a8; Marlin, w4a16/w8a16 and deterministic inference keep SGLang's.
 
-Both are looked up through module globals inside ``try_get_optimal_moe_config``,
-so ``fused_moe.py``'s ``from .fused_moe_triton_config import
-try_get_optimal_moe_config`` needs no re-binding.
+Both are looked up through module globals inside ``try_get_optimal_moe_config``
+(checked for every covered release), so the ``from ... import
+try_get_optimal_moe_config`` copies elsewhere need no re-binding.
 
 Why: on an RTX 4090 (101376 bytes of shared memory per block) SGLang's tiles
 tuned for data-center GPUs ask for up to 147456-196608 bytes and fail with
-``OutOfResources`` at the first launch, and with no file for the GPU SGLang's
-default tile (64x64x32 for bf16) leaves MoE throughput on the table; the
-documented fix is hours of tuning and copying JSON into site-packages.
+``OutOfResources`` at the first launch (SGLang 0.4.9's fp8 default alone is
+128x256x128 with 4 stages), and with no file for the GPU SGLang's default tile
+(64x64x32 for bf16) leaves MoE throughput on the table; the documented fix is
+hours of tuning and copying JSON into site-packages.
 
-Versions: SGLang 0.5.16+ (the ``moe_runner/triton_utils`` layout). Older
-releases (0.4.9, 0.5.10) define the same three functions in
-``sglang.srt.layers.moe.fused_moe_triton.fused_moe`` (0.4.x) or
-``...fused_moe_triton.fused_moe_triton_config`` (0.5.x); the seam is the same
-pair of functions there, only ``module`` changes. On a version where the
-target is missing the registry logs "target missing" and SGLang runs as is.
+Versions: SGLang 0.4.9 to 0.5.23. The two functions moved from
+``fused_moe_triton/fused_moe.py`` (0.4.9-0.5.1.post3) to
+``fused_moe_triton/fused_moe_triton_config.py`` (0.5.2-0.5.10.post1) to
+``moe_runner/triton_utils/fused_moe_triton_config.py`` (0.5.11+);
+``get_moe_configs`` gained ``per_channel_quant`` in 0.5.3.post2 and
+``down_moe`` in 0.5.4.post2. The replacement accepts all of them and calls
+SGLang's original with the parameters that release has.
 
 Upstream-fixed detection: none is reliable (SGLang has no smem-aware
 default), so ``upstream_fixed`` is always false; the patch is only installed
@@ -38,24 +40,60 @@ on low-shared-memory GPUs (``GpuSpec.is_low_smem``).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patches.base import Patch, Seam
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
 
+_V04 = "sglang.srt.layers.moe.fused_moe_triton.fused_moe"
+_V05 = "sglang.srt.layers.moe.fused_moe_triton.fused_moe_triton_config"
 MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
+_BASE = ("E", "N", "dtype", "block_n", "block_k")
+_PCQ = (*_BASE, "per_channel_quant")
+_DOWN = (*_PCQ, "down_moe")
+_DEFAULT = ("M", "E", "N", "K", "topk", "dtype", "is_marlin", "block_shape")
+_CALLER = ("try_get_optimal_moe_config",)
+
+MOE_CONFIGS_SEAMS = (
+    Seam(">=0.4.9,<0.5.2", _V04, "get_moe_configs", _BASE, _CALLER),
+    Seam(">=0.5.2,<0.5.3.post2", _V05, "get_moe_configs", _BASE, _CALLER),
+    Seam(">=0.5.3.post2,<0.5.4.post2", _V05, "get_moe_configs", _PCQ, _CALLER),
+    Seam(">=0.5.4.post2,<0.5.11", _V05, "get_moe_configs", _DOWN, _CALLER),
+    Seam(">=0.5.11", MODULE, "get_moe_configs", _DOWN, _CALLER),
+)
+DEFAULT_CONFIG_SEAMS = (
+    Seam(">=0.4.9,<0.5.2", _V04, "get_default_config", _DEFAULT, _CALLER),
+    Seam(">=0.5.2,<0.5.11", _V05, "get_default_config", _DEFAULT, _CALLER),
+    Seam(">=0.5.11", MODULE, "get_default_config", _DEFAULT, _CALLER),
+)
 
 
 def _deterministic(module: ModuleType) -> bool:
-    """SGLang's deterministic-inference mode pins its own default tiles."""
+    """SGLang's deterministic-inference mode pins its own default tiles. The
+    server-args accessor changed between releases; each is tried."""
+    for read in (
+        lambda: module.get_exec().deterministic.enable_deterministic_inference,
+        lambda: module.get_server_args().enable_deterministic_inference,
+        lambda: module.get_global_server_args().enable_deterministic_inference,
+    ):
+        try:
+            return bool(read())
+        except Exception:
+            continue
+    return False
+
+
+def _accepted(original: Callable[..., Any]) -> set[str] | None:
+    """Parameter names of SGLang's function (None: not introspectable, pass everything)."""
     try:
-        return bool(module.get_exec().deterministic.enable_deterministic_inference)
-    except Exception:
-        return False
+        return set(inspect.signature(original).parameters)
+    except (TypeError, ValueError):
+        return None
 
 
 def _spec() -> Any:
@@ -68,6 +106,13 @@ def build_get_moe_configs(original: Callable[..., Any], module: ModuleType) -> C
     from sglang_consumer_gpu.moe.lookup import find_configs, log_source_once
     from sglang_consumer_gpu.moe.sources import ConfigKey
 
+    accepted = _accepted(original)
+
+    def call_original(E: int, N: int, dtype: str | None, block_n: Any, block_k: Any, **flags: Any) -> Any:
+        # Older releases have no per_channel_quant (before 0.5.3.post2) or down_moe (before 0.5.4.post2).
+        kept = {k: v for k, v in flags.items() if accepted is None or k in accepted}
+        return original(E, N, dtype, block_n, block_k, **kept)
+
     def get_moe_configs(
         E: int,
         N: int,
@@ -79,7 +124,9 @@ def build_get_moe_configs(original: Callable[..., Any], module: ModuleType) -> C
     ) -> dict[int, Any] | None:
         spec = _spec()
         if spec is None or _deterministic(module):
-            return original(E, N, dtype, block_n, block_k, per_channel_quant, down_moe)
+            return call_original(
+                E, N, dtype, block_n, block_k, per_channel_quant=per_channel_quant, down_moe=down_moe
+            )
         key = ConfigKey(E, N, dtype, block_n or 0, block_k or 0, bool(per_channel_quant), bool(down_moe))
         found = find_configs(key, spec)
         if found.configs is None:
@@ -124,15 +171,13 @@ def build_get_default_config(original: Callable[..., Any], module: ModuleType) -
 PATCHES = [
     Patch(
         name="moe-config-lookup",
-        module=MODULE,
-        attr="get_moe_configs",
+        seams=MOE_CONFIGS_SEAMS,
         why="tuned fused-MoE configs for consumer GPUs (user dir, bundled, SGLang's), each checked to fit",
         build=build_get_moe_configs,
     ),
     Patch(
         name="moe-default-config",
-        module=MODULE,
-        attr="get_default_config",
+        seams=DEFAULT_CONFIG_SEAMS,
         why="shared-memory-aware fused-MoE tile when no tuned file exists, instead of SGLang's fixed default",
         build=build_get_default_config,
     ),

@@ -2,7 +2,10 @@
 
 The plugin must never be the reason SGLang does not start: every step of
 applying a patch is inside a try/except that records FAILED with the
-exception text and moves on to the next patch.
+exception text and moves on to the next patch. At call time the installed
+replacement is guarded the same way: a call it raises on is answered by
+SGLang's own function (and logged); the patch stays on for the other calls,
+so one bad input cannot switch it off for the rest of the process.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import logging
 import sys
 import threading
@@ -20,11 +24,12 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from sglang_consumer_gpu import versions
 from sglang_consumer_gpu.hardware.current import current_spec
-from sglang_consumer_gpu.patches.base import Patch, PatchResult, Status
-
-__all__ = ["Patch", "PatchResult", "Status"]
+from sglang_consumer_gpu.patches.base import Patch, PatchResult, Seam, Status
 from sglang_consumer_gpu.versions import installed_version
+
+__all__ = ["Patch", "PatchResult", "Seam", "Status"]
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -38,11 +43,17 @@ _patches: dict[str, Patch] = {}
 _results: dict[str, PatchResult] = {}
 
 
+#: Distinct call-time errors logged per patch (more are counted, not logged).
+_MAX_LOGGED_ERRORS = 5
+
+
 def register(patch: Patch) -> None:
     """Add a patch (the built-in ones register themselves via patches.catalog)."""
     with _lock:
         _patches[patch.name] = patch
-        _results.setdefault(patch.name, PatchResult(Status.PENDING, f"waiting for import of {patch.module}"))
+        seam = patch.current_seam()
+        where = seam.module if seam else patch.target
+        _results.setdefault(patch.name, PatchResult(Status.PENDING, f"waiting for import of {where}"))
 
 
 def patches() -> list[Patch]:
@@ -104,15 +115,16 @@ def not_ours(exc: BaseException) -> BaseException:
 
 
 def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[..., Any]) -> Callable[..., Any]:
-    """Call ``replacement`` only while the current GPU needs the patch."""
+    """Call ``replacement`` only while the current GPU needs the patch; any call
+    it raises on is answered by ``original`` (SGLang's own code)."""
 
-    failed_once: list[bool] = []
+    errors: dict[str, int] = {}  # "Type: message" -> count
 
     @functools.wraps(original)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             spec = current_spec()
-            use = not failed_once and spec is not None and patch.needed_on(spec)
+            use = spec is not None and patch.needed_on(spec)
         except Exception:
             use = False
         if not use:
@@ -122,36 +134,51 @@ def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[...
         except Exception as exc:
             if getattr(exc, NOT_OURS, False):
                 raise
-            # A patch that breaks at call time must not take SGLang down with it:
-            # record it, say so once, and run SGLang's own code from now on.
-            with _lock:
-                _results[patch.name] = PatchResult(
-                    Status.FAILED, f"at call time: {type(exc).__name__}: {exc}"
-                )
-            if not failed_once:
-                failed_once.append(True)
-                logger.warning(
-                    "sglang-consumer-gpu: patch %s raised %s: %s; falling back to SGLang's own %s",
-                    patch.name,
-                    type(exc).__name__,
-                    exc,
-                    patch.target,
-                )
+            _record_call_failure(patch, errors, exc)
             return original(*args, **kwargs)
 
     setattr(guarded, MARKER, (patch.name, original))
     return guarded
 
 
-def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
-    """Apply one patch now and record the result. Never raises."""
+def _record_call_failure(patch: Patch, errors: dict[str, int], exc: Exception) -> None:
+    """Count a call the replacement raised on; log each distinct error once."""
+    what = f"{type(exc).__name__}: {str(exc)[:300]}"
     with _lock:
+        first = what not in errors
+        if first and len(errors) >= _MAX_LOGGED_ERRORS:
+            what, first = "(other errors)", "(other errors)" not in errors
+        errors[what] = errors.get(what, 0) + 1
+        current = _results.setdefault(patch.name, PatchResult(Status.APPLIED))
+        current.fallbacks = sum(errors.values())
+        current.last_error = what
+    if first:
+        logger.warning(
+            "sglang-consumer-gpu: patch %s raised %s for one call; SGLang's own %s answered it "
+            "(the patch stays on for other calls)",
+            patch.name,
+            what,
+            patch.target,
+        )
+
+
+def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
+    """Apply one patch now and record the result. Never raises. A result is
+    logged when it is new: trying again (entry point after import watcher,
+    ``apply_all``) does not repeat a warning."""
+    with _lock:
+        previous = _results.get(patch.name)
         try:
             result = _apply(patch, module)
         except Exception as exc:  # the plugin must never stop SGLang
             result = PatchResult(Status.FAILED, f"{type(exc).__name__}: {exc}")
         _results[patch.name] = result
-    if result.status is Status.FAILED:
+    if previous is not None and (previous.status, previous.detail) == (result.status, result.detail):
+        logger.debug("sglang-consumer-gpu: patch %s: still %s", patch.name, result.status.value)
+    elif result.status is Status.APPLIED and not versions.has_plugin_group():
+        # No load_plugins() in this SGLang, hence no summary line: say it per patch.
+        logger.info("sglang-consumer-gpu: patch %s applied %s", patch.name, result.detail)
+    elif result.status is Status.FAILED:
         logger.warning("sglang-consumer-gpu: patch %s failed and was skipped: %s", patch.name, result.detail)
     elif result.status is Status.TARGET_MISSING:
         logger.warning(
@@ -160,37 +187,47 @@ def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
             patch.target,
             result.detail,
         )
+    elif result.status is Status.TARGET_CHANGED:
+        logger.warning(
+            "sglang-consumer-gpu: patch %s skipped: %s; SGLang's own code runs unchanged",
+            patch.name,
+            result.detail,
+        )
     else:
         logger.debug("sglang-consumer-gpu: patch %s: %s %s", patch.name, result.status.value, result.detail)
     return result
 
 
 def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
-    for dist, spec in (("sglang", patch.sglang_versions), ("triton", patch.triton_versions)):
-        ok, why = _version_ok(dist, spec)
-        if not ok:
-            return PatchResult(Status.VERSION_SKIPPED, why)
+    cov = versions.coverage()
+    if not cov.covered and not patch.triton_only:
+        return PatchResult(Status.VERSION_SKIPPED, cov.message)
+    seam = patch.current_seam()
+    if seam is None:
+        return PatchResult(
+            Status.VERSION_SKIPPED,
+            f"SGLang {cov.version} has no target for this patch (it has one in SGLang {patch.coverage_text()})",
+        )
+    ok, why = _version_ok("triton", patch.triton_versions)
+    if not ok:
+        return PatchResult(Status.VERSION_SKIPPED, why)
     if module is None:
-        module = sys.modules.get(patch.module)
+        module = sys.modules.get(seam.module)
         if module is None:
             try:
-                module = importlib.import_module(patch.module)
+                module = importlib.import_module(seam.module)
             except ImportError as exc:
-                return PatchResult(Status.TARGET_MISSING, f"cannot import {patch.module}: {exc}")
+                return PatchResult(Status.TARGET_MISSING, f"cannot import {seam.module}: {exc}")
     try:
-        owner, name, current = _resolve(module, patch.attr)
-    except AttributeError as exc:
-        # A GPU that does not need the patch does not need its target either
-        # (e.g. a name SGLang binds only under is_cuda(), read on a CPU machine).
-        spec = current_spec()
-        if spec is not None and not patch.needed_on(spec):
-            return PatchResult(
-                Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
-            )
-        return PatchResult(Status.TARGET_MISSING, f"{patch.target} not found: {exc}")
+        owner, name, current = _resolve(module, seam.attr)
+    except AttributeError:
+        return _missing(patch, seam, module)
     marker = getattr(current, MARKER, None)
     if marker is not None and marker[0] == patch.name:
         return PatchResult(Status.APPLIED, _results[patch.name].detail if patch.name in _results else "")
+    changed = _signature_change(seam, current)
+    if changed:
+        return PatchResult(Status.TARGET_CHANGED, changed)
     if patch.upstream_fixed(module):
         return PatchResult(Status.UPSTREAM_FIXED, "the running SGLang already handles this")
     spec = current_spec()
@@ -209,6 +246,46 @@ def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     )
 
 
+def _missing(patch: Patch, seam: Seam, module: ModuleType) -> PatchResult:
+    """The target attribute is absent: say whether SGLang binds it only under a
+    condition that is false here (nothing to patch), or it has really moved."""
+    from sglang_consumer_gpu.patches.static import check_source
+
+    source = None
+    with contextlib.suppress(OSError, TypeError):
+        source = inspect.getsource(module)
+    check = check_source(seam, source) if source is not None else None
+    if check is not None and check.ok and check.condition:
+        return PatchResult(
+            Status.NOT_NEEDED,
+            f"SGLang defines {seam.attr} only when `{check.condition}` holds, which is false in this "
+            "process (no CUDA device); on the GPU itself the patch applies",
+        )
+    spec = current_spec()
+    if spec is not None and not patch.needed_on(spec):
+        return PatchResult(
+            Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
+        )
+    return PatchResult(
+        Status.TARGET_MISSING, f"{seam.target} not found in SGLang {versions.sglang_version()}"
+    )
+
+
+def _signature_change(seam: Seam, current: Any) -> str:
+    """How ``current``'s parameters differ from what the patch expects ("" if not)."""
+    if seam.params is None:
+        return ""
+    try:
+        params = inspect.signature(current).parameters.values()
+    except (TypeError, ValueError):
+        return ""
+    prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+    have = tuple(prefix.get(p.kind, "") + p.name for p in params)
+    if have == seam.params:
+        return ""
+    return f"{seam.target}({', '.join(have)}) has changed; the patch expects ({', '.join(seam.params)})"
+
+
 def _explain(patch: Patch, spec: Any) -> str:
     """``patch.extra["explain"](spec)``, if the patch has one: why this GPU gets what it gets."""
     explain = patch.extra.get("explain")
@@ -222,11 +299,12 @@ def _explain(patch: Patch, spec: Any) -> str:
 
 def installed(patch: Patch) -> bool:
     """Whether the patch's replacement is what the target attribute holds now."""
-    module = sys.modules.get(patch.module)
-    if module is None:
+    seam = patch.current_seam()
+    module = sys.modules.get(seam.module) if seam else None
+    if seam is None or module is None:
         return False
     try:
-        _, _, current = _resolve(module, patch.attr)
+        _, _, current = _resolve(module, seam.attr)
     except AttributeError:
         return False
     marker = getattr(current, MARKER, None)
@@ -243,15 +321,21 @@ def apply_loaded(disabled_reason: str | None = None) -> dict[str, PatchResult]:
         current = _results.get(patch.name)
         if current is not None and current.status is Status.APPLIED:
             continue
-        if patch.module in sys.modules:
-            apply_patch(patch, sys.modules[patch.module])
+        seam = patch.current_seam()
+        if seam is not None and seam.module in sys.modules:
+            apply_patch(patch, sys.modules[seam.module])
     return results()
 
 
-def apply_all() -> dict[str, PatchResult]:
-    """Import every target and apply (doctor and tests use this; SGLang itself
-    is patched lazily, as its modules load)."""
+def apply_all(disabled_reason: str | None = None) -> dict[str, PatchResult]:
+    """Import every target and apply (``doctor --import`` and tests use this;
+    SGLang itself is patched lazily, as its modules load). With
+    ``disabled_reason`` nothing is imported or applied."""
     for patch in patches():
+        if disabled_reason is not None:
+            with _lock:
+                _results[patch.name] = PatchResult(Status.DISABLED, disabled_reason)
+            continue
         current = _results.get(patch.name)
         if current is None or current.status is not Status.APPLIED:
             apply_patch(patch)
@@ -262,11 +346,12 @@ def revert_all() -> None:
     """Undo every installed replacement (tests and virtual-GPU contexts)."""
     with _lock:
         for patch in patches():
-            module = sys.modules.get(patch.module)
-            if module is None:
+            seam = patch.current_seam()
+            module = sys.modules.get(seam.module) if seam else None
+            if seam is None or module is None:
                 continue
             try:
-                owner, name, current = _resolve(module, patch.attr)
+                owner, name, current = _resolve(module, seam.attr)
             except AttributeError:
                 continue
             marker = getattr(current, MARKER, None)
@@ -276,7 +361,7 @@ def revert_all() -> None:
                 if owner is module:
                     _rebind(current, original)
             _results[patch.name] = PatchResult(
-                Status.PENDING, f"reverted; waiting for import of {patch.module}"
+                Status.PENDING, f"reverted; waiting for import of {seam.module}"
             )
 
 

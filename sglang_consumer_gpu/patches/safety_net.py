@@ -107,6 +107,7 @@ PATCHES = [
         needed_on=needed_on,
         upstream_fixed=upstream_fixed,
         triton_versions=">=3.6",
+        triton_only=True,
     ),
     Patch(
         name="safety-net-autotune",
@@ -117,5 +118,6 @@ PATCHES = [
         needed_on=needed_on,
         upstream_fixed=upstream_fixed,
         triton_versions=">=3.6",
+        triton_only=True,
     ),
 ]

@@ -8,6 +8,7 @@ plugin cover code that imports kernels before SGLang's ``load_plugins()``.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -15,6 +16,21 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 Hook = Callable[[ModuleType], None]
+
+logger = logging.getLogger("sglang_consumer_gpu")
+
+
+def _run(hook: Hook, module: ModuleType) -> None:
+    """A hook runs inside SGLang's import: whatever it does, the import goes on."""
+    try:
+        hook(module)
+    except Exception as exc:
+        logger.warning(
+            "sglang-consumer-gpu: post-import hook for %s raised %s: %s; SGLang's module is unchanged",
+            module.__name__,
+            type(exc).__name__,
+            exc,
+        )
 
 
 class PostImportFinder:
@@ -50,8 +66,8 @@ class PostImportFinder:
 
         def exec_module(module: ModuleType) -> None:
             original_exec(module)
-            for hook in hooks.get(fullname, ()):
-                hook(module)
+            for hook in list(hooks.get(fullname, ())):
+                _run(hook, module)
 
         # Per-spec loader instances (SourceFileLoader, ExtensionFileLoader) let us
         # override on the instance and keep the loader's type for isinstance users.
@@ -62,15 +78,24 @@ class PostImportFinder:
 _finder = PostImportFinder()
 
 
-def watch(module_name: str, hook: Hook) -> None:
-    """Run ``hook(module)`` when ``module_name`` is imported (now, if it already is)."""
+_keys: set[tuple[str, str]] = set()
+
+
+def watch(module_name: str, hook: Hook, key: str | None = None) -> None:
+    """Run ``hook(module)`` when ``module_name`` is imported (now, if it already is).
+    A second ``watch`` with the same ``key`` for the same module is a no-op, so
+    activating twice (import watcher, then entry point) never doubles a hook."""
+    if key is not None:
+        if (module_name, key) in _keys:
+            return
+        _keys.add((module_name, key))
     if hook not in _finder.hooks.setdefault(module_name, []):
         _finder.hooks[module_name].append(hook)
     if not any(f is _finder for f in sys.meta_path):
         sys.meta_path.insert(0, _finder)
     module = sys.modules.get(module_name)
     if module is not None:
-        hook(module)
+        _run(hook, module)
 
 
 def installed() -> bool:
