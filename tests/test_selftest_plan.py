@@ -20,7 +20,9 @@ CONSUMER = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA GeForc
 
 def capped_h200() -> object:
     """The live spec of an H200 under SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376 (emulation's contract)."""
-    return dataclasses.replace(find_gpu("NVIDIA H200"), smem_per_block_optin=101_376, source="live+emulated-smem")
+    return dataclasses.replace(
+        find_gpu("NVIDIA H200"), smem_per_block_optin=101_376, source="live+emulated-smem"
+    )
 
 
 SPECS = {**{g: find_gpu(g) for g in CONSUMER}, "H200 capped": capped_h200(), "H200": find_gpu("NVIDIA H200")}
@@ -47,7 +49,9 @@ def test_no_fp8_case_runs_on_sm86(plans, quick):
     assert running == {None, "int8_w8a8"}
 
 
-@pytest.mark.parametrize("gpu", ["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 5090", "NVIDIA L40S", "H200 capped"])
+@pytest.mark.parametrize(
+    "gpu", ["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 5090", "NVIDIA L40S", "H200 capped"]
+)
 def test_every_dtype_the_gpu_supports(plans, gpu):
     full = plans[(gpu, False)]
     modes = {(c.run.case.shape.dtype, c.run.case.quant, c.run.case.act_dtype)
@@ -76,7 +80,9 @@ def test_the_plugins_moe_configs_fit_the_gpu(plans, name):
 
 def test_sources_per_gpu(plans):
     sources = {name: {c.source.split(" ")[0] for c in moe(plans[(name, False)]) if c.run} for name in SPECS}
-    assert "heuristic" in sources["NVIDIA GeForce RTX 4090"] and "bundled" in sources["NVIDIA GeForce RTX 4090"]
+    assert (
+        "heuristic" in sources["NVIDIA GeForce RTX 4090"] and "bundled" in sources["NVIDIA GeForce RTX 4090"]
+    )
     assert "bundled" in sources["NVIDIA L40S"]
     # the capped H200: SGLang's own H200 files where they fit 101,376 B, the heuristic elsewhere
     assert {"sglang", "heuristic"} <= sources["H200 capped"]
@@ -133,8 +139,15 @@ def test_safety_cases_overflow_the_gpu(plans):
         full = [c for c in plans[(name, False)].cases if c.area == "safety"]
         assert len(full) == 2
         moe_case = next(c for c in full if isinstance(c.run, MoeRun))
-        assert moe_case.run.guarded and [dict(j.config)["num_stages"] for j in moe_case.jobs()] == [4, 3, 2, 1]
-    capped = [c for c in plans[("H200 capped", False)].cases if isinstance(c.run, AttentionRun) and c.run.guarded]
+        assert moe_case.run.guarded and [dict(j.config)["num_stages"] for j in moe_case.jobs()] == [
+            4,
+            3,
+            2,
+            1,
+        ]
+    capped = [
+        c for c in plans[("H200 capped", False)].cases if isinstance(c.run, AttentionRun) and c.run.guarded
+    ]
     assert capped and capped[0].run.tile == (32, 64, 8)
     # on an RTX 4090 SGLang's sm_80/sm_90 MLA tile would overflow too (106,496 B): the extend safety case runs
     assert any(isinstance(c.run, AttentionRun) for c in plans[("NVIDIA GeForce RTX 4090", False)].cases

@@ -95,7 +95,11 @@ def test_runner_fails_what_the_server_would_not_run(interpreted):
 def test_runner_reports_skips_and_the_exit_status(interpreted):
     doc = interpreted["doc"]
     by_name = {c["name"]: c for c in doc["cases"]}
-    assert by_name["skipped by the plan"] == {**by_name["skipped by the plan"], "status": SKIP, "reason": "a reason"}
+    assert by_name["skipped by the plan"] == {
+        **by_name["skipped by the plan"],
+        "status": SKIP,
+        "reason": "a reason",
+    }
     # the interpreter never reaches Triton's compile path: the safety net has nothing to fit
     assert by_name["safety"]["status"] == SKIP and "nothing to do" in by_name["safety"]["reason"]
     assert doc["summary"]["exit_status"] == R.EXIT_FAIL
@@ -131,7 +135,18 @@ def test_json_schema_and_atomic_write(tmp_path):
     assert doc["summary"] == {"pass": 1, "fail": 0, "skip": 0, "planned": 1, "run": 1, "seconds": 1.5,
                               "interrupted": False, "exit_status": 0}  # fmt: skip
     case = doc["cases"][0]
-    assert {"area", "name", "kernel", "config", "source", "status", "reason", "error", "bound", "detail"} <= set(case)
+    assert {
+        "area",
+        "name",
+        "kernel",
+        "config",
+        "source",
+        "status",
+        "reason",
+        "error",
+        "bound",
+        "detail",
+    } <= set(case)
     path = tmp_path / "sub" / "selftest.json"
     R.write_json(path, doc)
     assert json.loads(path.read_text()) == json.loads(json.dumps(doc))
@@ -169,7 +184,9 @@ def test_no_gpu_says_so_and_exits_4():
 def test_bad_input_is_one_line(args, words):
     proc = cli(*args)
     assert proc.returncode == R.EXIT_BAD_INPUT
-    assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr and "Traceback" not in proc.stderr
+    )
 
 
 def test_list_a_capped_gpu_as_json():

@@ -27,7 +27,7 @@ from typing import Any
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import WORKLOADS, ExtendCase
 from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
-from sglang_consumer_gpu.models import ModelConfigError, ModelDescription, moe_shape
+from sglang_consumer_gpu.models import ModelDescription, moe_shape
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.selftest import choices
 
@@ -97,17 +97,16 @@ def default_batch_sizes(tp: int, ep: int) -> list[int]:
 
 
 def model_moe(desc: ModelDescription, spec: GpuSpec, tp: int, ep: int) -> tuple[MoeShape | None, str | None]:
-    """The MoE layer to bench, or None and why not (the bench is then attention only)."""
+    """The MoE layer to bench, or None and why not (the bench is then attention only).
+    A layout the model cannot be split into (``--tp``/``--ep``) raises ModelConfigError."""
     from sglang_consumer_gpu.checks.moe import unsupported
 
     if not desc.is_moe:
         return None, f"{desc.name} is not a MoE model (no expert count in its config): attention only"
-    try:
-        shape = moe_shape(desc, tp, ep)
-    except ModelConfigError as exc:
-        if "not divisible" in str(exc) or "must" in str(exc):
-            raise
-        return None, f"{exc}: attention only"
+    q = desc.quantization
+    if q.moe_dtype == "other":
+        return None, f"{desc.name}'s {q.method} experts do not run SGLang's Triton fused MoE: attention only"
+    shape = moe_shape(desc, tp, ep)
     if shape.dtype not in (None, "fp8_w8a8", "int8_w8a8"):
         return None, (
             f"{desc.name}'s experts are {shape.dtype}: they run SGLang's fused_moe_kernel_gptq_awq, "

@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu.models import load_model
 
     desc = load_model(args.model)  # an unreadable model: ValueError, one line
+    if desc.is_moe and desc.quantization.moe_dtype != "other":
+        from sglang_consumer_gpu.models import moe_shape
+
+        # a --tp/--ep the model cannot be split into: one line, before looking for a GPU
+        moe_shape(desc, args.tp, args.ep)
     from sglang_consumer_gpu.selftest.live import NoGpu, live_gpu
 
     try:
