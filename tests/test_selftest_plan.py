@@ -164,13 +164,13 @@ def test_without_sglang_only_the_plugins_own_kernel_runs():
 
 def test_full_mode_limit_per_source_is_reported():
     plan = build_plan(capped_h200(), sglang=SGLANG, quick=False, max_per_source=2)
-    assert len([c for c in plan.runnable if c.source.startswith("sglang file")]) == 2
+    assert len([c for c in plan.runnable if c.name.startswith("sglang file")]) == 2
     assert plan.left_out.get("sglang", 0) > 10 and "left out" in plan.notes[0]
 
 
 def test_user_tuned_file_is_tested(tmp_path, monkeypatch):
-    """A file in the user directory wins the lookup: the grid's bf16 cases use it and its
-    entries become cases of their own."""
+    """A file in the user directory wins the lookup: the grid's bf16 cases run its entries
+    (M=1 -> the "1" entry, M=1024 -> the "1024" entry) and say where they come from."""
     entry = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64, "GROUP_SIZE_M": 1, "num_warps": 4,
              "num_stages": 3}  # fmt: skip
     big = dict(entry, BLOCK_SIZE_M=64, BLOCK_SIZE_N=128)
@@ -184,7 +184,7 @@ def test_user_tuned_file_is_tested(tmp_path, monkeypatch):
         monkeypatch.delenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR")
         clear_cache()
     bf16 = [c for c in plan.runnable if c.name.startswith("bf16 ")]
-    assert bf16 and all(c.source == "user" for c in bf16)
+    assert bf16 and all(c.source == f"user file {name}" for c in bf16)
     assert {c.run.up["BLOCK_SIZE_N"] for c in bf16} == {64, 128}
 
 

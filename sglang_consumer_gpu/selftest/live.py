@@ -34,7 +34,8 @@ def live_gpu(command: str) -> LiveGpu:
             "no NVIDIA GPU visible (NVML and torch see none): nothing was run. "
             f"`sglang-consumer-gpu {command} --list --gpu NAME` shows the plan for a GPU that is not here"
             if command == "selftest"
-            else "no NVIDIA GPU visible (NVML and torch see none): nothing was timed"
+            else "no NVIDIA GPU visible (NVML and torch see none): nothing was timed. "
+            "`sglang-consumer-gpu moe-config --model PATH --gpu NAME` shows the configs for a GPU that is not here"
         )
     import torch
 

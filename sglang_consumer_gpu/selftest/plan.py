@@ -343,8 +343,9 @@ def _moe_cases(
             pick = choices.moe_choice(spec, shape, M)
             case = MoeCase(shape, M, act)
             seen.add(_moe_identity(case, pick.up, pick.down))
+            source = f"{pick.source} file {Path(pick.path).name}" if pick.path else pick.source
             cases.append(Case("moe", _moe_name(name, case), kernel, _moe_config_label(pick.up, pick.down),
-                              pick.source, MoeRun(case, launch_config(pick.up),
+                              source, MoeRun(case, launch_config(pick.up),
                                                   launch_config(pick.down) if pick.down else None)))  # fmt: skip
     cases += _file_cases(spec, quick, max_per_source, seen, left_out)
     return cases
