@@ -223,3 +223,20 @@ def test_plan_matches_sglangs_patched_lookup():
         print(json.dumps({"n": n, "bad": bad}))
     """)
     assert out["n"] > 50 and out["bad"] == []
+
+
+def test_an_area_that_cannot_be_planned_is_a_fail_row(monkeypatch):
+    """An SGLang whose helpers answer unexpectedly must not take the other areas down, nor pass."""
+    from sglang_consumer_gpu.selftest import choices
+    from sglang_consumer_gpu.selftest.run import FAIL, Runner
+
+    def broken(*a, **k):
+        raise TypeError("helper changed")
+
+    monkeypatch.setattr(choices, "extend_tiles_for", broken)
+    plan = build_plan(find_gpu("NVIDIA GeForce RTX 4090"), sglang=SGLANG, quick=True)
+    (row,) = [c for c in plan.cases if c.area == "attention"]
+    assert row.error and "TypeError: helper changed" in row.error and row in plan.runnable
+    assert {c.area for c in plan.runnable} == {"moe", "attention", "int8", "safety"}
+    result = Runner(plan, device="cpu").execute(row)
+    assert result.status == FAIL and "helper changed" in result.reason

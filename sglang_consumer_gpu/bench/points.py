@@ -130,18 +130,29 @@ def plan_bench(
     if why:
         plan.notes.append(why)
     if shape is not None:
-        plan.moe = _moe_points(spec, shape, plan.act, batch_sizes)
+        try:
+            plan.moe = _moe_points(spec, shape, plan.act, batch_sizes)
+        except Exception as exc:  # an SGLang whose config lookup answers differently
+            plan.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({_error(exc)})")
         if not choices.moe_active(spec):
             plan.notes.append(
                 f"the plugin does not change fused-MoE configs on {spec.name} "
                 f"({spec.smem_per_block_optin:,} B per block): its choice is SGLang's own"
             )
-    plan.attention = _attention_points(spec, desc, tp)
+    try:
+        plan.attention = _attention_points(spec, desc, tp)
+    except Exception as exc:
+        plan.notes.append(f"attention not benched: SGLang's own tiles could not be read ({_error(exc)})")
     if not choices.extend_active(spec):
         plan.notes.append(
             f"the plugin's extend-attention patch does not act on {spec.name}: SGLang's own tiles"
         )
     return plan
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
 
 
 def _fit(fit: Any) -> Fit:
@@ -193,8 +204,7 @@ def _attention_points(spec: GpuSpec, desc: ModelDescription, tp: int) -> list[At
             shared = max(r.shared for r in res)
             fit = Fit(int(shared), "oracle", shared <= spec.smem_per_block_optin)
         except Exception as exc:
-            text = str(exc).strip().splitlines()
-            fit = Fit(None, f"error: {type(exc).__name__}: {text[-1] if text else ''}"[:200], None)
+            fit = Fit(None, f"error: {_error(exc)}", None)
         label = f"extend Lq={ac.lq} Lv={ac.lv} {ac.q_heads}/{ac.kv_heads} heads"
         for workload, (b, n, p) in WORKLOADS.items():
             variant = ac.variant if ac.variant in ("causal", "sliding_window") else "causal"

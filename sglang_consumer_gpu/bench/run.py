@@ -161,12 +161,17 @@ def run_bench(
         if jobs:
             t0 = time.perf_counter()
             bar = progress(len(jobs), "bench: compiling") if progress else None
+            error = None
             try:
                 compiled = precompile(jobs, workers, on_done=bar.update if bar else None)
+            except Exception as exc:  # a worker died: the points compile as they are timed
+                compiled, error = {}, f"{type(exc).__name__}: {str(exc)[:200]}"
             finally:
                 if bar is not None:
                     bar.close()
             doc["compile"] = {**describe(compiled), "seconds": round(time.perf_counter() - t0, 1)}
+            if error:
+                doc["compile"]["error"] = error
             write_json(path, doc)
         timer = timer or Timer()
         todo = [("moe", i) for i, r in enumerate(doc["moe"]) if r["sglang"]["status"] != "same config"]

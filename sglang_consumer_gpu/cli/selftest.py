@@ -56,21 +56,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def sglang_version() -> str | None:
-    """The installed SGLang's version: its package metadata, else the imported package's."""
-    from sglang_consumer_gpu.versions import installed_version
-
-    found = installed_version("sglang")
-    if found:
-        return found
-    try:
-        import sglang.version
-
-        return str(sglang.version.__version__)
-    except Exception:
-        return None
-
-
 def model_inputs(
     args: argparse.Namespace, spec: GpuSpec
 ) -> tuple[list[Any], list[tuple[int, int]], list[str]]:
@@ -128,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("sglang", "sglang_consumer_gpu"):
             logging.getLogger(name).setLevel(logging.ERROR)
     layers, dims, model_notes = model_inputs(args, spec)
+    from sglang_consumer_gpu.selftest.live import sglang_version
     from sglang_consumer_gpu.selftest.plan import build_plan
 
     plan = build_plan(spec, sglang=sglang_version(), quick=args.quick, model_shapes=layers, model_attention=dims,

@@ -92,6 +92,7 @@ class Runner:
         self.lookup: dict[str, str] = {}
         self.compiled: dict[str, str] = {}
         self.compile_seconds = 0.0
+        self.compile_error: str | None = None
         self.patches: dict[str, str] = {}
         self.safety: dict[str, str] = {}
         self.triton_limit: int | None = None
@@ -109,7 +110,10 @@ class Runner:
         if any(c.area == "safety" and c.run is not None for c in self.plan.cases):
             from sglang_consumer_gpu import safety
 
-            self.safety = safety.install()
+            try:
+                self.safety = safety.install()
+            except Exception as exc:  # its cases FAIL saying so
+                self.safety = {"safety-net": f"not installed: {_error_line(exc)}"}
         from sglang_consumer_gpu.patches import registry
         from sglang_consumer_gpu.selftest.live import triton_limit
 
@@ -154,6 +158,8 @@ class Runner:
         bar = self.progress(len(jobs), "selftest: compiling") if self.progress else None
         try:
             self.compiled = precompile(jobs, self.workers, on_done=bar.update if bar else None)
+        except Exception as exc:  # a worker died (out of memory, a crash): the cases compile as they run
+            self.compile_error = _error_line(exc)
         finally:
             if bar is not None:
                 bar.close()
@@ -172,10 +178,14 @@ class Runner:
         }
         out["seconds"] = round(self.compile_seconds, 1)
         out["workers"] = self.workers
+        if self.compile_error:
+            out["error"] = f"the parallel compile stopped ({self.compile_error}); cases compiled as they ran"
         return out
 
     # -- running
     def execute(self, case: Case) -> Result:
+        if case.error is not None:
+            return Result(case, FAIL, case.error)
         if case.skip is not None or case.run is None:
             return Result(case, SKIP, case.skip or "nothing to run")
         from sglang_consumer_gpu.safety import state
