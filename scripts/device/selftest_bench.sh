@@ -47,9 +47,16 @@ step() {  # step NAME SECONDS ARGS...
   echo "=== $name: exit $rc in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
-python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__,
-  torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).shared_memory_per_block_optin)' >>"$LOG" 2>&1
-python3 -c 'import sglang; print("sglang", sglang.__version__, sglang.__file__)' >>"$LOG" 2>&1
+python3 - >>"$LOG" 2>&1 <<'EOF'
+try:
+    import torch, triton
+    print("torch", torch.__version__, "triton", triton.__version__, torch.cuda.get_device_name(),
+          torch.cuda.get_device_properties(0).shared_memory_per_block_optin, "B per block")
+    import sglang
+    print("sglang", sglang.__version__, sglang.__file__)
+except Exception as exc:
+    print("environment probe:", type(exc).__name__, exc)
+EOF
 
 export SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376
 # shellcheck disable=SC2086  # the *_ARGS are word lists

@@ -104,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             live = live_gpu("selftest")
         except NoGpu as exc:
+            doc = no_gpu_document(str(exc), mode)
+            if args.out:
+                from sglang_consumer_gpu.selftest.report import write_json
+
+                write_json(args.out, doc)
             if args.json:
-                print(json.dumps(no_gpu_document(str(exc), mode), indent=1))
+                print(json.dumps(doc, indent=1))
             print(f"sglang-consumer-gpu selftest: {exc} (exit {EXIT_NO_GPU})", file=sys.stderr)
             return EXIT_NO_GPU
         spec, notes = live.spec, list(live.notes)

@@ -97,6 +97,7 @@ class Runner:
         self.safety: dict[str, str] = {}
         self.triton_limit: int | None = None
         self._gen: Any = None
+        self._before = 0  # safety-net decisions in this process before the current case
 
     # -- setting up
     def activate(self) -> None:
@@ -190,7 +191,7 @@ class Runner:
             return Result(case, SKIP, case.skip or "nothing to run")
         from sglang_consumer_gpu.safety import state
 
-        before = len(state.local())
+        before = self._before = len(state.local())
         t0 = time.perf_counter()
         try:
             result = self._execute(case)
@@ -254,7 +255,8 @@ class Runner:
         """A safety case passes only if the guard fitted ``kernel`` (and the result matched)."""
         from sglang_consumer_gpu.safety import state
 
-        fitted = [iv for iv in state.local() if iv.kernel == kernel and iv.outcome == state.FITTED]
+        new = state.local()[self._before :]
+        fitted = [iv for iv in new if iv.kernel == kernel and iv.outcome == state.FITTED]
         if result.status == PASS and not fitted:
             limit = (
                 f"the {self.triton_limit:,} B Triton reports here"
