@@ -3,12 +3,12 @@
 # model on the device machine, first under the emulated consumer-GPU cap
 # (SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376: "this H200 with 101,376 B"), then uncapped.
 #
-#   bash scripts/device/selftest_bench.sh            # writes under $OUT (default ./selftest_bench_out)
+#   bash scripts/device/selftest_bench.sh      # run(carry=[".carry/sglang-0.5.17"]); writes under $OUT
 #
-# The package is not pip-installed there, so no .pth file runs at interpreter start: each command
-# starts Python the way the installed .pth would (`import sglang_consumer_gpu._pth` first: the
-# import watcher and, with the cap set, the shared-memory emulation's hooks), then runs the CLI.
-# SGLang is imported normally (the carried install must be on the path: PYTHONPATH or SGLANG_SITE).
+# SGLang is the carried 0.5.17 install (scripts/device/README_sglang017.md): when the carry is here
+# this script installs it first (install_sglang.py: /tmp/site, whose sitecustomize runs the plugin's
+# .pth hook in every Python process -- the import watcher and, with the cap set, the emulation).
+# The package itself is not pip-installed: `python3 -m sglang_consumer_gpu` from the working tree.
 #
 # Writes (7 files): selftest_capped.json, selftest_uncapped.json, two bench_*.json and their
 # PNGs (when matplotlib is there; else `sglang-consumer-gpu bench --plot FILE.json` draws them
@@ -22,19 +22,26 @@ set -u
 OUT=${OUT:-./selftest_bench_out}
 mkdir -p "$OUT"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-export PYTHONPATH="$REPO${SGLANG_SITE:+:$SGLANG_SITE}${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=15
+if [ -f "$REPO/.carry/sglang-0.5.17/MANIFEST.json" ]; then
+  eval "$(python3 "$REPO/scripts/device/install_sglang.py")" || exit 1
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 MODEL="$REPO/tests/fixtures/models/Qwen3-30B-A3B"
 SELFTEST_ARGS=${SELFTEST_ARGS:---max-per-source 4}
 BENCH_ARGS=${BENCH_ARGS:---batch-sizes 1,16,128,1024,4096}
 LOG="$OUT/selftest_bench.log"
 : >"$LOG"
 
-cli() {  # cli SECONDS ARGS...: the CLI as an installed plugin runs it, under a time limit
+cli() {  # cli SECONDS ARGS...: the CLI under a time limit, with the plugin's .pth hook as installed
   local limit=$1
   shift
-  timeout -s INT -k 15 "$limit" python3 -c \
-    'import sys, sglang_consumer_gpu._pth; from sglang_consumer_gpu.cli import main; sys.exit(main())' "$@"
+  if python3 -c 'import sys; sys.exit("sglang_consumer_gpu._pth" not in sys.modules)'; then
+    timeout -s INT -k 15 "$limit" python3 -m sglang_consumer_gpu "$@"
+  else  # no sitecustomize hook here: start the CLI the way the .pth line would
+    timeout -s INT -k 15 "$limit" python3 -c \
+      'import sys, sglang_consumer_gpu._pth; from sglang_consumer_gpu.cli import main; sys.exit(main())' "$@"
+  fi
 }
 
 step() {  # step NAME SECONDS ARGS...
@@ -56,6 +63,8 @@ try:
     print("sglang", sglang.__version__, sglang.__file__)
 except Exception as exc:
     print("environment probe:", type(exc).__name__, exc)
+import sys
+print("plugin .pth hook active at interpreter start:", "sglang_consumer_gpu._pth" in sys.modules)
 EOF
 
 export SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376

@@ -171,6 +171,12 @@ def _run(plan: Any, notes: list[str], args: argparse.Namespace) -> int:
                     f"{plan.spec.smem_per_block_optin:,} B (an emulated cap Triton does not see: the plugin's .pth "
                     "hook is not active in this Python?)"
                 )
+            from sglang_consumer_gpu import settings
+
+            if not settings.plugin_enabled():
+                notes.append(
+                    f"{settings.OFF_SWITCH}=0: the plugin's patches are off, so its choices are not in effect"
+                )
             runner.prepare()
             report.compile = runner.compile_summary()
             report.environment = environment()

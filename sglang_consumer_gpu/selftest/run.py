@@ -102,12 +102,17 @@ class Runner:
     # -- setting up
     def activate(self) -> None:
         """The plugin as a server process has it (see the module docstring)."""
+        from sglang_consumer_gpu import settings
         from sglang_consumer_gpu.activation import activate
+        from sglang_consumer_gpu.patches import registry
 
         activate("selftest")
         for name in SGLANG_KERNEL_MODULES:
             with contextlib.suppress(Exception):  # an SGLang without it: its cases FAIL saying so
                 importlib.import_module(name)
+        # Re-evaluated for the plan's spec: a patch judged when SGLang was first imported,
+        # before this spec was in force, gets its verdict for this GPU now.
+        registry.apply_loaded(None if settings.plugin_enabled() else f"{settings.OFF_SWITCH}=0")
         if any(c.area == "safety" and c.run is not None for c in self.plan.cases):
             from sglang_consumer_gpu import safety
 
@@ -115,7 +120,6 @@ class Runner:
                 self.safety = safety.install()
             except Exception as exc:  # its cases FAIL saying so
                 self.safety = {"safety-net": f"not installed: {_error_line(exc)}"}
-        from sglang_consumer_gpu.patches import registry
         from sglang_consumer_gpu.selftest.live import triton_limit
 
         self.patches = {name: r.status.value for name, r in registry.results().items()}
