@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "tune": 8,
     "selftest": 8,
     "bench": 8,
+    "tests": 8,  # the shipped tests: parametrized over the selftest's plan
     "safety": 4,
     "planner": 8,
     "emulation": 4,  # its hooks run from _pth at interpreter start, like the patches

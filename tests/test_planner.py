@@ -232,7 +232,9 @@ def test_log_parser_reads_sglangs_memory_lines() -> None:
     )
     mla = parse_log("[TP0] KV Cache is allocated. dtype: torch.bfloat16, #tokens: 1000, KV size: 0.07 GB")
     assert (mla.kv_tokens_allocated, mla.kv_gib) == (1000, 0.07)
-    mha = parse_log("KV Cache is allocated. dtype: torch.bfloat16, #tokens: 10, K size: 1.00 GB, V size: 1.00 GB")
+    mha = parse_log(
+        "KV Cache is allocated. dtype: torch.bfloat16, #tokens: 10, K size: 1.00 GB, V size: 1.00 GB"
+    )
     assert mha.kv_gib == 2.0
     rows = compare(log, weights_gib=21.08, kv_bytes_per_token=70272, planner_tokens=211478, pre_load_gib=47.0,
                    fraction=0.743)  # fmt: skip

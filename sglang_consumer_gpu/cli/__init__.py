@@ -18,6 +18,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.cli.moe_config",
     "sglang_consumer_gpu.cli.check",
     "sglang_consumer_gpu.cli.emulate",
+    "sglang_consumer_gpu.cli.selftest",
+    "sglang_consumer_gpu.cli.bench",
 )
 
 

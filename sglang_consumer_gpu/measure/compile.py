@@ -18,8 +18,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
 LATE = "not reached before the deadline"
@@ -90,21 +90,39 @@ def precompile(
     deadline: float | None = None,
     first: Iterable[str] = (),
     quiet: bool = True,
+    on_done: Callable[[int], Any] | None = None,
 ) -> dict[str, str]:
     """Warm every job in ``workers`` spawned processes: ``{key: ""}`` for a job that ran, the
     error text for one that raised, :data:`LATE` for one not started before ``deadline``
     (``time.time()``). ``first``: keys each worker takes before the rest (the configs that
-    must be timed, e.g. SGLang's default and the plugin's choice)."""
+    must be timed, e.g. SGLang's default and the plugin's choice).
+
+    ``on_done(n)``: called as jobs finish, with how many (for a progress bar). The groups are
+    then handed to the workers one at a time, in the same costliest-first order, instead of
+    as one list per worker: a group still runs whole in one process."""
     if not jobs:
         return {}
-    parts = chunks(jobs, workers or default_workers(), first)
+    n_workers = workers or default_workers()
+    parts = chunks(jobs, n_workers, first)
     if len(parts) == 1 and workers == 1:
-        return _run_chunk((parts[0], deadline, False))
+        out = _run_chunk((parts[0], deadline, False))
+        if on_done is not None:
+            on_done(len(out))
+        return out
     ctx = multiprocessing.get_context("spawn")
-    out: dict[str, str] = {}
-    with ProcessPoolExecutor(len(parts), mp_context=ctx) as pool:
-        for part in pool.map(_run_chunk, [(p, deadline, quiet) for p in parts]):
+    out = {}
+    if on_done is None:
+        with ProcessPoolExecutor(len(parts), mp_context=ctx) as pool:
+            for part in pool.map(_run_chunk, [(p, deadline, quiet) for p in parts]):
+                out.update(part)
+        return out
+    groups = chunks(jobs, len({j.group for j in jobs}), first)  # one list per group, costliest first
+    with ProcessPoolExecutor(min(n_workers, len(groups)), mp_context=ctx) as pool:
+        futures = [pool.submit(_run_chunk, (g, deadline, quiet)) for g in groups]
+        for future in as_completed(futures):
+            part = future.result()
             out.update(part)
+            on_done(len(part))
     return out
 
 

@@ -318,7 +318,14 @@ def virtual_gpu(
                     yield spec
                 else:
                     with unpatched():
-                        yield spec
+                        # The clear above ran while the patches hid SGLang's own cached
+                        # functions (get_moe_configs is an lru_cache): clear them now, and
+                        # again before the patches cover them up on the way out.
+                        clear_sglang_caches()
+                        try:
+                            yield spec
+                        finally:
+                            clear_sglang_caches()
         finally:
             _restore(saved)
             clear_sglang_caches()

@@ -1,0 +1,7 @@
+"""``bench``: the plugin's kernel choices against SGLang's own, timed on the live GPU.
+
+- :mod:`.points`: per batch size (fused MoE) and workload (extend attention) of a model, the
+  plugin's choice, SGLang's own, and whether SGLang's own fits the GPU (pure, compile-only);
+- :mod:`.run`: both timed with the engine's one timer, the JSON rewritten after every point;
+- :mod:`.report`: the table and the PNG plot.
+"""
