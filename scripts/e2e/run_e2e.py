@@ -260,8 +260,19 @@ def query(url: str, ids: list[list[int]], max_new: int, timeout: float) -> dict:
     return {"responses": responses, "seconds": round(time.time() - t0, 2), "openai_completions": oa}
 
 
+def batch_invariance(url: str, batched: list[dict], ids: list[list[int]], max_new: int, timeout: float,
+                     n: int = 4) -> dict:
+    """Each of the first ``n`` prompts served alone vs inside the batch of all prompts:
+    with --enable-deterministic-inference their logprobs must be bitwise equal."""
+    equal = []
+    for i in range(n):
+        alone = query(url, [ids[i]], max_new, timeout)["responses"][0]
+        equal.append(all(alone[k] == batched[i][k] for k in ("input_token_logprobs", "output_token_logprobs")))
+    return {"prompts": n, "bitwise_equal": sum(equal), "per_prompt": equal}
+
+
 def server_stage(run: Run, name: str, model: Path, env: dict, args: argparse.Namespace, work: Path,
-                 extra: tuple[str, ...] = (), ask: bool = True) -> dict:
+                 extra: tuple[str, ...] = (), ask: bool = True, invariance: bool = False) -> dict:
     log = work / f"{name}_server.log"
     (work / f"{name}_responses.json").unlink(missing_ok=True)  # compare must never read an older run's
     srv = Server(model, env, log, (*extra, *args.extra_flags))
@@ -276,6 +287,10 @@ def server_stage(run: Run, name: str, model: Path, env: dict, args: argparse.Nam
                 result.update(served=True, request_seconds=q["seconds"], openai_completions=q["openai_completions"])
                 (work / f"{name}_responses.json").write_text(json.dumps(q["responses"]))
                 result["responses_file"] = str(work / f"{name}_responses.json")
+                if invariance:
+                    result["batch_invariance"] = batch_invariance(
+                        srv.url, q["responses"], prompts(args.vocab), args.max_new_tokens, args.request_timeout
+                    )
             except Exception as exc:
                 result.update(served=False, request_error=repr(exc)[:400])
                 time.sleep(2)  # let the server log the failure
@@ -463,7 +478,7 @@ def main() -> int:
                             "note": "one run, same GPU, second pass of each batch size; decode under CUDA graphs"})
     if "deterministic" in stages:
         run.stage("deterministic", server_stage(run, "deterministic", model, env_for(cap, plugin=True), args, args.work,
-                                                extra=("--enable-deterministic-inference",)))
+                                                extra=("--enable-deterministic-inference",), invariance=True))
     run.data["total_seconds"] = round(time.time() - t_all, 1)
     run.save()
     print(f"[e2e] done in {run.data['total_seconds']} s -> {args.out}/e2e_results.json", flush=True)
