@@ -57,7 +57,9 @@ PLUGINS = "sglang/srt/plugins/__init__.py"
 ROOT = Path(__file__).resolve().parents[1]
 #: Releases a patch has no seam in, and why (the README's covered-release table says the same).
 NO_SEAM = {"attention-extend-blocks": "<0.5.4"}  # tiles are locals of extend_attention_fwd before 0.5.4
-PATCHES = builtin_patches()
+#: The patches of SGLang's code; the Triton-level ones (the safety net) are checked against Triton below.
+PATCHES = [p for p in builtin_patches() if not p.triton_only]
+TRITON_PATCHES = [p for p in builtin_patches() if p.triton_only]
 
 
 def _needed() -> set[str]:
@@ -156,6 +158,18 @@ def test_every_patch_target_exists_as_the_patch_expects(releases, version) -> No
             continue
         check = check_seam(seam, read)
         assert check.ok, f"SGLang {version}, patch {patch.name}: {check.problem}"
+
+
+def test_triton_patch_targets_exist_in_the_installed_triton() -> None:
+    """The safety net's targets are Triton's: they are checked in the installed Triton's source."""
+    from sglang_consumer_gpu.patches.static import installed_reader
+
+    read = installed_reader()
+    assert TRITON_PATCHES and read is not None
+    for patch in TRITON_PATCHES:
+        for seam in patch.all_seams():
+            check = check_seam(seam, read)
+            assert check.ok, f"{patch.name}: {check.problem}"
 
 
 def test_the_check_tells_seams_apart(releases) -> None:

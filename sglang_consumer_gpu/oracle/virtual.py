@@ -257,17 +257,20 @@ def _reapply_patches() -> None:
     from sglang_consumer_gpu import settings
     from sglang_consumer_gpu.patches import registry
 
-    registry.apply_loaded(None if settings.plugin_enabled() else f"{settings.OFF_SWITCH}=0")
+    switch = settings.switch()
+    registry.apply_loaded(None if switch.enabled else f"disabled by {switch.describe()}", sglang_only=True)
 
 
 @contextlib.contextmanager
 def unpatched() -> Iterator[None]:
-    """SGLang's own code inside the block: every plugin patch is reverted on
-    entry and re-applied (for the modules loaded by then) on exit."""
+    """SGLang's own code inside the block: every plugin patch of SGLang is
+    reverted on entry and re-applied (for the modules loaded by then) on exit.
+    The Triton-level safety net is process state, not a capability answer:
+    it stays as it was (its guard reads the GPU spec at compile time)."""
     from sglang_consumer_gpu.patches import registry
 
     with _lock:
-        registry.revert_all()
+        registry.revert_all(sglang_only=True)
         try:
             yield
         finally:

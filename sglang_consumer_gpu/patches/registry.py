@@ -311,9 +311,12 @@ def installed(patch: Patch) -> bool:
     return marker is not None and marker[0] == patch.name
 
 
-def apply_loaded(disabled_reason: str | None = None) -> dict[str, PatchResult]:
-    """Apply every registered patch whose target module is already imported."""
+def apply_loaded(disabled_reason: str | None = None, *, sglang_only: bool = False) -> dict[str, PatchResult]:
+    """Apply every registered patch whose target module is already imported
+    (``sglang_only``: leave the Triton-level patches as they are)."""
     for patch in patches():
+        if sglang_only and patch.triton_only:
+            continue
         if disabled_reason is not None:
             with _lock:
                 _results[patch.name] = PatchResult(Status.DISABLED, disabled_reason)
@@ -342,10 +345,13 @@ def apply_all(disabled_reason: str | None = None) -> dict[str, PatchResult]:
     return results()
 
 
-def revert_all() -> None:
-    """Undo every installed replacement (tests and virtual-GPU contexts)."""
+def revert_all(*, sglang_only: bool = False) -> None:
+    """Undo every installed replacement (tests and virtual-GPU contexts;
+    ``sglang_only``: leave the Triton-level patches installed)."""
     with _lock:
         for patch in patches():
+            if sglang_only and patch.triton_only:
+                continue
             seam = patch.current_seam()
             module = sys.modules.get(seam.module) if seam else None
             if seam is None or module is None:
