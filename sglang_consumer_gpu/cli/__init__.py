@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.cli.moe_config",
     "sglang_consumer_gpu.cli.check",
     "sglang_consumer_gpu.cli.emulate",
+    "sglang_consumer_gpu.cli.tune_moe",
 )
 
 
