@@ -113,20 +113,31 @@ class GpuBench:
     """:class:`~sglang_consumer_gpu.tune.search.Bench` on the live GPU (see the module docstring)."""
 
     def __init__(
-        self, shape: MoeShape, act_dtype: str, target: GpuSpec, *, live_target: bool, workers: int | None = None
+        self,
+        shape: MoeShape,
+        act_dtype: str,
+        target: GpuSpec,
+        *,
+        live_target: bool,
+        workers: int | None = None,
+        device: str = "cuda",
+        timer: Timer | None = None,
     ) -> None:
         import torch
 
         self.shape, self.act_dtype, self.target, self.live_target = shape, act_dtype, target, live_target
         self.workers = workers or default_workers()
-        self.timer = Timer(rounds=3)
+        self.device = device
+        self.timer = timer or Timer(rounds=3)
         self.torch = torch
         self._pool: ProcessPoolExecutor | None = None
         self._layers: OrderedDict[int, Any] = OrderedDict()
-        free, _ = torch.cuda.mem_get_info()
-        self._layer_budget = free // 3
+        self._layer_budget = torch.cuda.mem_get_info()[0] // 3 if device == "cuda" else 1 << 30
         self._layer_bytes: dict[int, int] = {}
         self.compile_s = 0.0
+
+    def _allocated(self) -> int:
+        return self.torch.cuda.memory_allocated() if self.device == "cuda" else 0
 
     def now(self) -> float:
         return time.monotonic()
@@ -171,14 +182,17 @@ class GpuBench:
         if M in self._layers:
             self._layers.move_to_end(M)
             return self._layers[M]
-        before = self.torch.cuda.memory_allocated()
-        layer = MoeLayer(MoeCase(self.shape, M, self.act_dtype))
-        self._layer_bytes[M] = max(1, self.torch.cuda.memory_allocated() - before)
+        before = self._allocated()
+        # no L2 to rotate past off the GPU (the Triton interpreter): one input set
+        layer = MoeLayer(MoeCase(self.shape, M, self.act_dtype), device=self.device,
+                         slots=None if self.device == "cuda" else 1)  # fmt: skip
+        self._layer_bytes[M] = max(1, self._allocated() - before)
         self._layers[M] = layer
         while len(self._layers) > 1 and sum(self._layer_bytes[m] for m in self._layers) > self._layer_budget:
             old, _ = self._layers.popitem(last=False)
             del self._layer_bytes[old]
-            self.torch.cuda.empty_cache()
+            if self.device == "cuda":
+                self.torch.cuda.empty_cache()
         return layer
 
     def _fn(self, M: int, key: str, down: str | None = None) -> tuple[Callable[[int], None], int]:
@@ -209,4 +223,5 @@ class GpuBench:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
         self._layers.clear()
-        self.torch.cuda.empty_cache()
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()

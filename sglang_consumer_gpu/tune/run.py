@@ -90,8 +90,8 @@ def _sglang_version() -> str | None:
 def _bar(desc: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=0.0, desc=desc, unit="job", file=sys.stderr, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}")  # fmt: skip
+    return tqdm(total=0, desc=desc, file=sys.stderr, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {elapsed}, ETA {remaining} {postfix}")  # fmt: skip
 
 
 def tune_one(req: Request, bench: Bench, say: Callable[[str], None] = print) -> Outcome:
@@ -106,15 +106,24 @@ def tune_one(req: Request, bench: Bench, say: Callable[[str], None] = print) -> 
         f"SGLang's space fit; {len(prob.grid)} batch sizes; state: {resumed}")  # fmt: skip
     deadline = None if req.budget_s is None else bench.now() + req.budget_s
     bar = _bar(f"{dtype_label(req.shape.dtype)} M={prob.grid[0]}..{prob.grid[-1]}")
+    reserve = [0]
 
-    def grow(x: float) -> None:
-        bar.total += x
-        bar.refresh()
+    def grow(x: int) -> None:
+        """Work becomes known wave by wave; the first estimate is kept as the bar's total
+        until the real work exceeds it, so the ETA does not restart with every wave."""
+        used = min(x, reserve[0])
+        reserve[0] -= used
+        if x > used:
+            bar.total += x - used
+            bar.refresh()
 
     search = Search(prob, bench, state, deadline=deadline, save=lambda: state.save(req.state_path),
                     grow=grow, step=bar.update, say=bar.set_postfix_str)  # fmt: skip
+    reserve[0] = bar.total = search.estimate()
     try:
         search.run()
+        bar.total -= reserve[0]  # the estimate's unused rest
+        bar.refresh()
     finally:
         bar.close()
     table = report.rows(state.finished)

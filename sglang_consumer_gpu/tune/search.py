@@ -48,8 +48,9 @@ FINALISTS = 5
 SPLIT_GAIN = 0.03
 SPLIT_CANDIDATES = 2
 MAX_WAVES = 12
-#: Progress-bar weights: a compile job costs seconds of a worker, a timing milliseconds.
-COMPILE_WORK, TIMING_WORK, FINISH_WORK = 1.0, 0.02, 0.25
+#: Progress-bar weights (integers, so that the bar adds up exactly): a compile job costs
+#: seconds of a worker, a timing tens of milliseconds, a finished batch size a few timings.
+COMPILE_WORK, TIMING_WORK, FINISH_WORK = 50, 1, 12
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ class Search:
         *,
         deadline: float | None = None,
         save: Callable[[], None] = _noop,
-        grow: Callable[[float], None] = _noop,
-        step: Callable[[float], None] = _noop,
+        grow: Callable[[int], None] = _noop,
+        step: Callable[[int], None] = _noop,
         say: Callable[[str], None] = _noop,
     ) -> None:
         self.p, self.bench, self.state = problem, bench, state
@@ -133,6 +134,14 @@ class Search:
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and self.bench.now() > self.deadline
+
+    def estimate(self) -> int:
+        """Progress-bar work of a whole run, from the first wave: later waves have added about
+        as much again on the H100's recorded timings (tests/test_tune_search.py)."""
+        front = self.frontier()
+        keys = {k for v in front.values() for k in v}
+        wave = COMPILE_WORK * len(keys) + TIMING_WORK * sum(map(len, front.values()))
+        return 2 * wave + FINISH_WORK * len(self.p.grid)
 
     # -- phase 1
     def frontier(self) -> dict[int, list[str]]:
