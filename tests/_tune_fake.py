@@ -44,7 +44,13 @@ class FakeBench:
 
     def __init__(self, unfit: frozenset[str] = frozenset(), wrong: frozenset[str] = frozenset(),
                  stop_after: int | None = None, split_gain: float = 0.0, late: frozenset[str] = frozenset()) -> None:  # fmt: skip
-        self.unfit, self.wrong, self.stop_after, self.split_gain, self.late = unfit, wrong, stop_after, split_gain, late
+        self.unfit, self.wrong, self.stop_after, self.split_gain, self.late = (
+            unfit,
+            wrong,
+            stop_after,
+            split_gain,
+            late,
+        )
         self.compiled: Counter[tuple[str, int]] = Counter()
         self.timed: list[tuple[int, str]] = []
         self.clock = 0.0

@@ -14,7 +14,14 @@ from sglang_consumer_gpu.tune.bench import CompileTask, compile_config, fit_prob
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
 QWEN30 = MoeShape(128, 768, 2048, 8)
-SMALL = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 5}
+SMALL = {
+    "BLOCK_SIZE_M": 16,
+    "BLOCK_SIZE_N": 32,
+    "BLOCK_SIZE_K": 128,
+    "GROUP_SIZE_M": 1,
+    "num_warps": 4,
+    "num_stages": 5,
+}
 # SGLang's H100 tile from the users' report: 147,456 B on sm_89 ("Required: 147456, Hardware limit: 101376")
 H100_TILE = {"BLOCK_SIZE_M": 128, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 8,
              "num_stages": 4}  # fmt: skip
@@ -27,7 +34,9 @@ def test_the_oracle_refuses_what_does_not_fit_the_target() -> None:
 
 
 def test_a_task_past_its_deadline_is_late_not_failed() -> None:
-    task = CompileTask(QWEN30, "bfloat16", tuple(sorted(SMALL.items())), (1, 2), RTX_4090, False, time.time() - 1)
+    task = CompileTask(
+        QWEN30, "bfloat16", tuple(sorted(SMALL.items())), (1, 2), RTX_4090, False, time.time() - 1
+    )
     assert compile_config(task) == LATE
 
 

@@ -58,7 +58,10 @@ def tune(*args: str) -> int:
 
 
 def test_writes_files_sglang_and_the_plugin_read(fake_gpu, tmp_path: Path, capsys) -> None:
-    assert tune("--model", str(QWEN30_MODEL), "--dtype", "bf16", "fp8_w8a8", *GRID, "--output", str(tmp_path)) == 0
+    assert (
+        tune("--model", str(QWEN30_MODEL), "--dtype", "bf16", "fp8_w8a8", *GRID, "--output", str(tmp_path))
+        == 0
+    )
     out = capsys.readouterr().out
     assert "vs SGLang default" in out and f"wrote {tmp_path / BF16_FILE}" in out
     for name, dtype in ((BF16_FILE, None), (FP8_FILE, "fp8_w8a8")):
@@ -140,13 +143,40 @@ def _dense_model(tmp_path: Path) -> Path:
         (["--model", "{tmp}"], "no config.json"),
         (["--model", "{dense}"], "not a MoE model"),
         (["--E", "128", "--N", "768"], "missing --K --topk"),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "int4_w4a16"], "another kernel"),
+        (
+            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "int4_w4a16"],
+            "another kernel",
+        ),
         (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "fp9"], "unknown MoE dtype"),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "bf16", "fp16"], "same SGLang config"),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--batch-sizes", "1,x"], "not an integer"),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "fp8_w8a8", "--fit-for", "RTX 3090"],
-         "fp8"),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--output", "{file}/sub"], "cannot create"),
+        (
+            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "bf16", "fp16"],
+            "same SGLang config",
+        ),
+        (
+            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--batch-sizes", "1,x"],
+            "not an integer",
+        ),
+        (
+            [
+                "--E",
+                "128",
+                "--N",
+                "768",
+                "--K",
+                "2048",
+                "--topk",
+                "8",
+                "--dtype",
+                "fp8_w8a8",
+                "--fit-for",
+                "RTX 3090",
+            ],
+            "fp8",
+        ),
+        (
+            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--output", "{file}/sub"],
+            "cannot create",
+        ),
         (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--fit-for", "RTX 9999"], "RTX 9999"),
     ],
 )

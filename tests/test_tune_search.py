@@ -92,7 +92,9 @@ def test_resumes_after_an_interrupt_without_repeating_work(tmp_path: Path) -> No
     assert how.startswith("resumed")
     second = FakeBench()
     S.Search(prob, second, resumed, save=lambda: resumed.save(path)).run()
-    assert {M: r["config"] for M, r in resumed.finished.items()} == {M: r["config"] for M, r in ref.finished.items()}
+    assert {M: r["config"] for M, r in resumed.finished.items()} == {
+        M: r["config"] for M, r in ref.finished.items()
+    }
     assert not set(first.timed) & set(second.timed)  # the interrupt saved every timing made
     assert len(first.timed) + len(second.timed) == len(whole.timed)
     assert TuneState.load(path, {"x": 2})[1].startswith("ignored")  # another fingerprint: fresh
@@ -150,7 +152,10 @@ class Replay:
     def compile(self, jobs: dict[str, list[int]], deadline: float | None, done: Any) -> dict[str, str]:
         self.jobs += len(jobs)
         self.kernels += sum(map(len, jobs.values()))
-        return {k: "" if any(k in d or with_group(k, 1) in d for d in self.data.values()) else "absent" for k in jobs}
+        return {
+            k: "" if any(k in d or with_group(k, 1) in d for d in self.data.values()) else "absent"
+            for k in jobs
+        }
 
     def us(self, M: int, key: str) -> float:
         d = self.data[M]

@@ -73,7 +73,9 @@ def _explicit_shape(args: argparse.Namespace) -> MoeShape:
         try:
             bn, bk = (int(x) for x in args.block_shape.replace("[", "").replace("]", "").split(","))
         except ValueError:
-            raise ValueError(f"--block-shape {args.block_shape!r}: expected two integers like 128,128") from None
+            raise ValueError(
+                f"--block-shape {args.block_shape!r}: expected two integers like 128,128"
+            ) from None
         block = (bn, bk)
     return MoeShape(args.E, args.N, args.K, args.topk, None, block, args.per_channel)
 
@@ -109,7 +111,9 @@ def layers(args: argparse.Namespace) -> list[tuple[MoeShape, str]]:
         a = "float16" if name.lower() in ("fp16", "float16", "half") else act
         label = shape.label
         if label in out and out[label][1] != a:
-            raise ValueError("bf16 and fp16 write the same SGLang config file: tune the dtype the model runs in")
+            raise ValueError(
+                "bf16 and fp16 write the same SGLang config file: tune the dtype the model runs in"
+            )
         out[label] = (shape, a)
     return list(out.values())
 
@@ -210,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes = tune(reqs, bench, say)
     except KeyboardInterrupt:
-        print("tune-moe: interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        print(
+            "tune-moe: interrupted; run the same command again to continue where it stopped", file=sys.stderr
+        )
         return 130
     except LockedError as exc:
         print(f"sglang-consumer-gpu tune-moe: error: {exc}", file=sys.stderr)
@@ -220,14 +226,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     after = triton_cache_entries()
     for o in outcomes:
-        o.record["triton_cache_new_kernels_all_dtypes"] = None if before is None or after is None else after - before
+        o.record["triton_cache_new_kernels_all_dtypes"] = (
+            None if before is None or after is None else after - before
+        )
     if args.json:
         print(json.dumps([o.record for o in outcomes], indent=1))
         return 0
     for o in outcomes:
         r = o.request
         c = o.record["counters"]
-        print(report.text(o.table, f"\n{r.label} on {r.live.name}" + (f" (fit for {r.target.name})" if r.target != r.live else "")))
+        print(
+            report.text(
+                o.table,
+                f"\n{r.label} on {r.live.name}"
+                + (f" (fit for {r.target.name})" if r.target != r.live else ""),
+            )
+        )
         print(f"{c.get('compile_jobs', 0):.0f} configs compiled ({c.get('kernel_variants', 0):.0f} kernel "
               f"specializations, both GEMMs each), {c.get('timings', 0):.0f} timings, {c.get('waves', 0):.0f} waves, "
               f"{o.record['wall_s']:.0f} s")  # fmt: skip

@@ -58,15 +58,19 @@ class CompileTask:
 
 
 def fit_problem(target: GpuSpec, shape: MoeShape, M: int, config: dict[str, int]) -> str:
-    """"" when the oracle says both GEMMs of ``config`` fit ``target``, else why not."""
+    """ "" when the oracle says both GEMMs of ``config`` fit ``target``, else why not."""
     from sglang_consumer_gpu.oracle.kernels.moe import layer_shared
 
     try:
         shared = layer_shared(target, shape, M, config)
     except Exception as exc:
-        return f"does not compile for {target.arch_name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return (
+            f"does not compile for {target.arch_name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        )
     if shared > target.smem_per_block_optin:
-        return f"does not fit {target.name}: {shared} B of shared memory, limit {target.smem_per_block_optin} B"
+        return (
+            f"does not fit {target.name}: {shared} B of shared memory, limit {target.smem_per_block_optin} B"
+        )
     return ""
 
 
@@ -149,7 +153,9 @@ class GpuBench:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init)
         return self._pool
 
-    def compile(self, jobs: dict[str, list[int]], deadline: float | None, done: Callable[[], None]) -> dict[str, str]:
+    def compile(
+        self, jobs: dict[str, list[int]], deadline: float | None, done: Callable[[], None]
+    ) -> dict[str, str]:
         t0 = time.monotonic()
         wall_deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
         tasks = {
@@ -158,10 +164,14 @@ class GpuBench:
             for key, Ms in jobs.items()
         }  # fmt: skip
         # costliest first, so that the wave does not end waiting on one big tile
-        order = sorted(tasks, key=lambda k: -parse_config_key(k)["BLOCK_SIZE_M"] * parse_config_key(k)["BLOCK_SIZE_N"])
+        order = sorted(
+            tasks, key=lambda k: -parse_config_key(k)["BLOCK_SIZE_M"] * parse_config_key(k)["BLOCK_SIZE_N"]
+        )
         out: dict[str, str] = {}
         try:
-            pending: dict[Future[str], str] = {self._executor().submit(compile_config, tasks[k]): k for k in order}
+            pending: dict[Future[str], str] = {
+                self._executor().submit(compile_config, tasks[k]): k for k in order
+            }
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:

@@ -58,7 +58,9 @@ def dump(configs: dict[str, dict[str, int]]) -> str:
     return json.dumps(configs, indent=4) + "\n"
 
 
-def write(paths: tuple[Path, Path], finished: dict[int, dict[str, Any]], record: dict[str, Any]) -> list[Path]:
+def write(
+    paths: tuple[Path, Path], finished: dict[int, dict[str, Any]], record: dict[str, Any]
+) -> list[Path]:
     """Write the config file, the ``_down`` file where one won, and the sidecar; return what
     was written."""
     main, down = paths

@@ -47,7 +47,10 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def text(table: list[dict[str, Any]], title: str) -> str:
-    lines = [title, f"{'M':>5}  {'chosen config':<22} {'us':>8}  {'vs heuristic':>12}  {'vs SGLang default':>17}"]
+    lines = [
+        title,
+        f"{'M':>5}  {'chosen config':<22} {'us':>8}  {'vs heuristic':>12}  {'vs SGLang default':>17}",
+    ]
     for r in table:
         cfg = r["config"] or "(none passed)"
         if r["down"]:
@@ -56,7 +59,9 @@ def text(table: list[dict[str, Any]], title: str) -> str:
         dflt = _fmt(r["gain_vs_default"], ".3f")
         if r["default_why_not"]:
             dflt = "does not fit" if "fit" in r["default_why_not"] else "failed"
-        lines.append(f"{r['M']:>5}  {cfg:<22} {_fmt(us, '8.1f')}  {_fmt(r['gain_vs_heuristic'], '12.3f')}  {dflt:>17}")
+        lines.append(
+            f"{r['M']:>5}  {cfg:<22} {_fmt(us, '8.1f')}  {_fmt(r['gain_vs_heuristic'], '12.3f')}  {dflt:>17}"
+        )
     s = summary(table)
     lines.append(
         f"geomean: x{_fmt(s['geomean_gain_vs_heuristic'], '.3f')} over the heuristic, "

@@ -99,8 +99,10 @@ def tune_one(req: Request, bench: Bench, say: Callable[[str], None] = print) -> 
     the output lock (:func:`tune`)."""
     t0 = time.monotonic()
     prob = problem(req)
-    state, resumed = (TuneState(fingerprint(req)), "fresh (--fresh)") if req.fresh else TuneState.load(
-        req.state_path, fingerprint(req)
+    state, resumed = (
+        (TuneState(fingerprint(req)), "fresh (--fresh)")
+        if req.fresh
+        else TuneState.load(req.state_path, fingerprint(req))
     )
     say(f"tune-moe {req.label} for {req.target.name}: {len(prob.space)} of {prob.space.size} configs of "
         f"SGLang's space fit; {len(prob.grid)} batch sizes; state: {resumed}")  # fmt: skip
@@ -141,7 +143,9 @@ def tune_one(req: Request, bench: Bench, say: Callable[[str], None] = print) -> 
     return Outcome(req, written, table, record, resumed, list(state.notes))
 
 
-def tune(requests: list[Request], make_bench: Callable[[Request], Bench], say: Callable[[str], None] = print) -> list[Outcome]:
+def tune(
+    requests: list[Request], make_bench: Callable[[Request], Bench], say: Callable[[str], None] = print
+) -> list[Outcome]:
     """Lock every output, then tune each request in turn."""
     outcomes = []
     with output_lock([r.paths[0] for r in requests]):

@@ -73,7 +73,9 @@ class Bench(Protocol):
     def now(self) -> float:
         """Seconds (monotonic)."""
 
-    def compile(self, jobs: dict[str, list[int]], deadline: float | None, done: Callable[[], None]) -> dict[str, str]:
+    def compile(
+        self, jobs: dict[str, list[int]], deadline: float | None, done: Callable[[], None]
+    ) -> dict[str, str]:
         """Compile ``{config: [one batch size per specialization]}``: ``{config: ""}`` when it fits
         the target and compiled for all, else why not. ``done()`` after each config."""
 
@@ -85,7 +87,7 @@ class Bench(Protocol):
         """Interleaved median microseconds of ``{name: (config, down config or None)}`` at M."""
 
     def check(self, M: int, key: str, down: str | None) -> str:
-        """"" when the layer's outputs with ``key`` match the float32 reference, else why not."""
+        """ "" when the layer's outputs with ``key`` match the float32 reference, else why not."""
 
 
 Progress = Callable[..., Any]  # tqdm-like: progress(n), progress.total
@@ -254,7 +256,9 @@ class Search:
         named = {"heuristic": self.p.heuristic[M], "default": self.p.default[M]}
         ranked = [k for k in self._times(M) if self._usable(k)]
         cands = {k: (k, None) for k in ranked[:FINALISTS]}
-        cands.update({k: (k, None) for k in named.values() if self._usable(k) and k in self.state.timed.get(M, {})})
+        cands.update(
+            {k: (k, None) for k in named.values() if self._usable(k) and k in self.state.timed.get(M, {})}
+        )
         if ranked:
             best = ranked[0]
             downs = [k for k in ranked[1:] if block_m(k) == block_m(best)][:SPLIT_CANDIDATES]

@@ -121,7 +121,10 @@ class TuneState:
         except (KeyError, TypeError, ValueError, AttributeError):
             return fresh, f"ignored malformed state {path}"
         done = len(state.finished)
-        return state, f"resumed from {path} ({sum(map(len, state.timed.values()))} timings, {done} batch sizes done)"
+        return (
+            state,
+            f"resumed from {path} ({sum(map(len, state.timed.values()))} timings, {done} batch sizes done)",
+        )
 
 
 @contextlib.contextmanager
