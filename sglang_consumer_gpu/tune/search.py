@@ -177,12 +177,14 @@ class Search:
         if not jobs:
             return
         self.grow(COMPILE_WORK * len(jobs))
+        t0 = self.bench.now()
         result = self.bench.compile(
             {k: sorted(v.values()) for k, v in jobs.items()}, self.deadline, lambda: self.step(COMPILE_WORK)
         )
         c = self.state.counters
         c["compile_jobs"] = c.get("compile_jobs", 0) + len(jobs)
         c["kernel_variants"] = c.get("kernel_variants", 0) + sum(len(v) for v in jobs.values())
+        c["compile_s"] = c.get("compile_s", 0) + self.bench.now() - t0
         for k, classes in jobs.items():
             why = result.get(k, LATE)
             if not why:
