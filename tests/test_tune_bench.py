@@ -74,3 +74,21 @@ def test_times_compares_and_checks_through_sglangs_kernel() -> None:
     assert out["us"] > 0 and out["skipped"] is True
     assert out["compare"] == ["a", "split"] and out["check"] == ""
     assert out["same_layer"] and out["layers"] == 1 and out["layers_after"] == 2
+
+
+def test_compile_workers_ask_the_oracle_first_and_report_instead_of_raising() -> None:
+    """One spawned worker: the H100 tile is refused by the oracle before anything launches; a
+    fitting config reaches the launch, which on a machine without a GPU fails with a reason."""
+    from sglang_consumer_gpu.tune.bench import GpuBench
+
+    bench = GpuBench(QWEN30, "bfloat16", RTX_4090, live_target=False, workers=1, device="cpu")
+    done: list[int] = []
+    try:
+        out = bench.compile(
+            {"128x128x128-g1-w8-s4": [64], "16x32x128-g1-w4-s5": [1, 2]}, None, lambda: done.append(1)
+        )
+    finally:
+        bench.close()
+    assert out["128x128x128-g1-w8-s4"].startswith("does not fit NVIDIA GeForce RTX 4090")
+    assert out["16x32x128-g1-w4-s5"].startswith("M=1: ")  # the launch, not the oracle, failed
+    assert len(done) == 2 and bench.compile_s > 0

@@ -137,47 +137,23 @@ def _dense_model(tmp_path: Path) -> Path:
     return tmp_path / "dense"
 
 
+SHAPE = ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--model", "{tmp}"], "no config.json"),
         (["--model", "{dense}"], "not a MoE model"),
         (["--E", "128", "--N", "768"], "missing --K --topk"),
-        (
-            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "int4_w4a16"],
-            "another kernel",
-        ),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "fp9"], "unknown MoE dtype"),
-        (
-            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--dtype", "bf16", "fp16"],
-            "same SGLang config",
-        ),
-        (
-            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--batch-sizes", "1,x"],
-            "not an integer",
-        ),
-        (
-            [
-                "--E",
-                "128",
-                "--N",
-                "768",
-                "--K",
-                "2048",
-                "--topk",
-                "8",
-                "--dtype",
-                "fp8_w8a8",
-                "--fit-for",
-                "RTX 3090",
-            ],
-            "fp8",
-        ),
-        (
-            ["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--output", "{file}/sub"],
-            "cannot create",
-        ),
-        (["--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--fit-for", "RTX 9999"], "RTX 9999"),
+        ([*SHAPE, "--dtype", "int4_w4a16"], "another kernel"),
+        ([*SHAPE, "--dtype", "fp9"], "unknown MoE dtype"),
+        ([*SHAPE, "--dtype", "bf16", "fp16"], "same SGLang config"),
+        ([*SHAPE, "--batch-sizes", "1,x"], "not an integer"),
+        ([*SHAPE, "--dtype", "fp8_w8a8", "--fit-for", "RTX 3090"], "fp8"),
+        ([*SHAPE, "--output", "{file}/sub"], "cannot create"),
+        ([*SHAPE, "--fit-for", "RTX 9999"], "RTX 9999"),
+        ([*SHAPE, "--tp", "0"], "--tp must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(fake_gpu, tmp_path: Path, capsys, args, message) -> None:
@@ -194,7 +170,7 @@ def test_no_gpu_is_a_clear_message(tmp_path: Path, capsys) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    assert tune("--E", "128", "--N", "768", "--K", "2048", "--topk", "8", "--output", str(tmp_path)) == 2
+    assert tune(*SHAPE, "--output", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU visible" in err and "Traceback" not in err
 

@@ -83,9 +83,9 @@ def log(msg: str) -> None:
 
 
 def write(doc: dict[str, Any], out: Path) -> None:
-    tmp = out / "tune_check.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, out / "tune_check.json")
+    from sglang_consumer_gpu.tune.state import write_atomic
+
+    write_atomic(out / "tune_check.json", json.dumps(doc, indent=1, default=str))
 
 
 def cache_entries(root: Path) -> int:

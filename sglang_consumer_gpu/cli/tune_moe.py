@@ -65,19 +65,10 @@ def register(sub: Any) -> None:
 
 
 def _explicit_shape(args: argparse.Namespace) -> MoeShape:
-    missing = [f"--{n}" for n in ("E", "N", "K", "topk") if getattr(args, n) is None]
-    if missing:
-        raise ValueError(f"give --model PATH or all of --E --N --K --topk (missing {' '.join(missing)})")
-    block = None
-    if args.block_shape:
-        try:
-            bn, bk = (int(x) for x in args.block_shape.replace("[", "").replace("]", "").split(","))
-        except ValueError:
-            raise ValueError(
-                f"--block-shape {args.block_shape!r}: expected two integers like 128,128"
-            ) from None
-        block = (bn, bk)
-    return MoeShape(args.E, args.N, args.K, args.topk, None, block, args.per_channel)
+    """--E/--N/--K/--topk (+ --block-shape, --per-channel) as moe-config reads them."""
+    from sglang_consumer_gpu.cli.moe_config import _shape
+
+    return _shape(argparse.Namespace(**{**vars(args), "model": None, "dtype": "bf16"}))
 
 
 def layers(args: argparse.Namespace) -> list[tuple[MoeShape, str]]:
