@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     before = triton_cache_entries()
 
     def bench(r: Any) -> GpuBench:
-        return GpuBench(r.shape, r.act_dtype, r.target, live_target=r.target == r.live, workers=r.workers)
+        same = (r.target.name, r.target.capability) == (r.live.name, r.live.capability)
+        return GpuBench(r.shape, r.act_dtype, r.target, live_target=same, workers=r.workers)
 
     try:
         outcomes = tune(reqs, bench, say)
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             report.text(
                 o.table,
                 f"\n{r.label} on {r.live.name}"
-                + (f" (fit for {r.target.name})" if r.target != r.live else ""),
+                + (f" (fit for {r.target.name})" if r.target.name != r.live.name else ""),
             )
         )
         print(f"{c.get('compile_jobs', 0):.0f} configs compiled ({c.get('kernel_variants', 0):.0f} kernel "
