@@ -24,10 +24,12 @@ SGLang's Hopper-only paths off and every config pruned for an RTX 4090 (``--fit-
     specializes on divisibility, not on the sizes): (c) costs timings, not compiles.
 
 Writes ``tune_check.json`` (after every section) and ``tune_check.png`` to ``--out``; the config
-files (a) wrote go to ``--out/configs``. ``--budget-s`` (default 400) is the whole run's wall
+files (a) wrote stay in a scratch directory (their names are not ones a device run brings back),
+their contents are in the JSON (each run's report). ``--budget-s`` (default 380) is the whole run's wall
 clock: each section gets a share and leaves out, and records, what it could not reach.
 
-    PYTHONUNBUFFERED=1 python3 scripts/device/tune_check.py --out $OUT --budget-s 400
+    eval "$(python3 scripts/device/install_sglang.py)" || exit 1     # carry .carry/sglang-0.5.17
+    PYTHONUNBUFFERED=1 timeout 450 python3 scripts/device/tune_check.py --out $OUT --budget-s 380
 """
 
 from __future__ import annotations
@@ -106,12 +108,13 @@ def cache_entries(root: Path) -> int:
 # ------------------------------------------------------------------------------ (a) tune-moe
 
 
-def run_tuner(dtype: str, out: Path, budget_s: float, workers: int | None) -> dict[str, Any]:
+def run_tuner(dtype: str, budget_s: float, workers: int | None) -> dict[str, Any]:
     from sglang_consumer_gpu import cli
     from sglang_consumer_gpu.tune.bench import triton_cache_entries
 
+    configs = Path(os.environ["TUNE_CHECK_SCRATCH"]) / "configs"
     argv = ["tune-moe", "--model", str(MODEL), "--tp", "1", "--dtype", dtype, "--fit-for", RTX_4090,
-            "--output", str(out / "configs"), "--budget-s", str(budget_s), "--json", "--fresh"]  # fmt: skip
+            "--output", str(configs), "--budget-s", str(budget_s), "--json", "--fresh"]  # fmt: skip
     if workers:
         argv += ["--workers", str(workers)]
     oracle_root = Path(os.environ["SGLANG_CONSUMER_GPU_CACHE_DIR"]) / "oracle"
@@ -325,7 +328,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
-    ap.add_argument("--budget-s", type=float, default=400.0, help="the whole run's wall clock")
+    ap.add_argument("--budget-s", type=float, default=380.0, help="the whole run's wall clock")
     ap.add_argument("--workers", type=int, default=None, help="compile processes (default: cores - 1)")
     ap.add_argument("--plot", type=Path, help="only redraw the PNG from an existing tune_check.json")
     a = ap.parse_args()
@@ -344,7 +347,7 @@ def main() -> int:
         share = max(30.0, left / (len(DTYPES) - i) - 15)
         log(f"(a) tune-moe {dtype}: search budget {share:.0f} s")
         doc["tuner"].append(guarded({"dtype": dtype, "rc": None, "wall_s": 0.0, "record": {},
-                                     "triton_cache_new_entries": None}, run_tuner, dtype, a.out, share, a.workers))  # fmt: skip
+                                     "triton_cache_new_entries": None}, run_tuner, dtype, share, a.workers))  # fmt: skip
         t = doc["tuner"][-1]
         log(
             f"(a) {dtype}: rc {t['rc']}, {t['wall_s']:.0f} s, {t['triton_cache_new_entries']} Triton cache entries"
