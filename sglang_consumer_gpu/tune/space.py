@@ -28,7 +28,6 @@ Configs are named by :func:`~sglang_consumer_gpu.measure.moe.config_key` strings
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sglang_consumer_gpu.measure.moe import config_key, launch_config, parse_config_key
@@ -149,11 +148,3 @@ def group_variants(shape: MoeShape, M: int, key: str) -> list[str]:
         if g >= m_blocks:
             break
     return [k for k in out if k != key]
-
-
-def classes(shape: MoeShape, grid: Iterable[int], key: str) -> dict[str, int]:
-    """{specialization: the smallest batch size of ``grid`` that compiles it} for ``key``."""
-    out: dict[str, int] = {}
-    for M in sorted(grid):
-        out.setdefault(specialization(shape, M, block_m(key)), M)
-    return out
