@@ -39,9 +39,6 @@ from sglang_consumer_gpu.moe.shape import MoeShape
 SGLANG_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048,
                                        3072, 4096)  # fmt: skip
 
-_TILE = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K")
-
-
 def key_of(config: dict) -> str:
     """The tuner's name of a config (launch keys only; Triton's defaults filled in)."""
     return config_key(launch_config(config))
