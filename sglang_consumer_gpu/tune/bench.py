@@ -193,7 +193,12 @@ class GpuBench:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     key = pending.pop(fut)
-                    out[key] = fut.result()
+                    try:
+                        out[key] = fut.result()
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as exc:  # the task itself raised (it reports what it can)
+                        out[key] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     done()
         except BrokenProcessPool:  # a worker died (a compiler crash): the rest are not trusted
             self._pool = None
