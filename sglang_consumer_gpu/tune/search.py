@@ -265,7 +265,12 @@ class Search:
             best = ranked[0]
             downs = [k for k in ranked[1:] if block_m(k) == block_m(best)][:SPLIT_CANDIDATES]
             cands.update({f"{best}|down {d}": (best, d) for d in downs})
-        us = self.bench.compare(M, cands) if cands else {}
+        try:
+            us = self.bench.compare(M, cands) if cands else {}
+        except Exception as exc:  # a pairing with a separate down config is the one new launch here
+            self.state.notes.append(f"M={M}: finalists with split configs failed ({type(exc).__name__}); shared only")
+            cands = {n: v for n, v in cands.items() if v[1] is None}
+            us = self.bench.compare(M, cands) if cands else {}
         shared = sorted((k for k in us if "|" not in k), key=lambda k: (us[k], k))
         chosen, why_not = None, {}
         for k in shared:
