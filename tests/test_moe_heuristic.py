@@ -76,8 +76,27 @@ def test_decode_k_tile_on_a_short_intermediate_size():
     spec = find_gpu("RTX 4090")
     tp4 = heuristic_config(1, MoeShape(128, 384, 4096, 8, "fp8_w8a8"), spec)
     assert (tp4["BLOCK_SIZE_K"], tp4["num_stages"]) == (128, 4)
-    q30 = heuristic_config(1, MoeShape(128, 768, 2048, 8, "fp8_w8a8"), spec)
+    q30 = heuristic_config(4, MoeShape(128, 768, 2048, 8, "fp8_w8a8"), spec)
     assert (q30["BLOCK_SIZE_K"], q30["num_stages"]) == (256, 4)
+
+
+def test_decode_end_follows_the_blocks_per_sm():
+    """v3: while the grid gives fewer than two blocks per SM (at BLOCK_SIZE_N 64), the decode tile
+    is 16x32x128 for both widths (H100, M = 1 of six shapes: fp8 128-deep 0.95-1.00x the best vs
+    0.83-1.00x for 256-deep); with more blocks 16-bit takes 16x64x128 with 4 stages (M = 4:
+    0.993-1.000x, the v2 tile 0.95-1.00x) and 8-bit keeps 16x32x256 (docs/moe.md, v3)."""
+    spec = find_gpu("RTX 4090")
+    bf16, fp8 = MoeShape(128, 768, 2048, 8), MoeShape(128, 768, 2048, 8, "fp8_w8a8")
+    tile = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_stages")
+    for shape in (bf16, fp8):
+        assert tuple(heuristic_config(1, shape, spec)[k] for k in tile) == (16, 32, 128, 5)
+    assert tuple(heuristic_config(4, bf16, spec)[k] for k in tile) == (16, 64, 128, 4)
+    assert tuple(heuristic_config(4, fp8, spec)[k] for k in tile) == (16, 32, 256, 4)
+    # Mixtral (8 experts, top-2): at M = 2 only ~4 experts are active, still starved on 128 SMs;
+    # a GPU with fewer SMs fills up at fewer blocks
+    mixtral = MoeShape(8, 7168, 4096, 2)
+    assert heuristic_config(2, mixtral, spec)["BLOCK_SIZE_N"] == 32
+    assert heuristic_config(2, mixtral, find_gpu("L4"))["BLOCK_SIZE_N"] == 64
 
 
 def test_pure_and_cached_per_bucket():

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.cli.emulate",
     "sglang_consumer_gpu.cli.selftest",
     "sglang_consumer_gpu.cli.bench",
+    "sglang_consumer_gpu.cli.tune_moe",
 )
 
 

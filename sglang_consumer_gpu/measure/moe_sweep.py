@@ -70,6 +70,23 @@ def two_deepest(cands: Iterable[dict[str, int]]) -> list[dict[str, int]]:
     return [c for group in by_tile.values() for c in sorted(group, key=lambda c: -c["num_stages"])[:2]]
 
 
+def bound_space(spec: Any, shape: MoeShape) -> tuple[list[dict[str, int]], int]:
+    """(the configs of :func:`search_space` the analytic shared-memory bound admits on ``spec``
+    for ``shape``, pruned by :func:`two_deepest`; how many configs the space has). With block
+    quantization BLOCK_SIZE_K must divide the quant block's K (one scale per K step), as in
+    SGLang's tuning script. The bound never undercounts what Triton allocates (docs/moe.md),
+    so every config returned fits; the oracle proves it (:func:`prove_space`)."""
+    from sglang_consumer_gpu.moe.smem import fits
+
+    block_k = shape.block_shape[1] if shape.block_shape else 0
+    space = search_space()
+    admitted = (
+        c for c in space
+        if fits(c, shape.dtype, spec, shape.block_shape) and not (block_k and block_k % c["BLOCK_SIZE_K"])
+    )  # fmt: skip
+    return two_deepest(admitted), len(space)
+
+
 def _oracle_shared(item: tuple[Any, MoeShape, dict[str, int]]) -> int | None:
     """Shared memory of the larger GEMM (M = 64: it does not depend on M), or None if it failed."""
     from sglang_consumer_gpu.oracle.kernels.moe import moe_resources
@@ -92,9 +109,7 @@ def prove_space(spec: Any, shape: MoeShape, workers: int) -> tuple[list[dict[str
     """(configs the oracle proves fit ``spec``, with ``shared_sm89`` and ``estimate``; candidates tried)."""
     from sglang_consumer_gpu.moe.smem import estimate_shared
 
-    cands = two_deepest(
-        c for c in search_space() if estimate_shared(c, shape.dtype) <= spec.smem_per_block_optin
-    )
+    cands, _ = bound_space(spec, shape)
     with _pool(workers) as pool:
         shared = list(pool.map(_oracle_shared, [(spec, shape, c) for c in cands], chunksize=8))
     proven = [

@@ -54,6 +54,11 @@ LARGE_TOKENS = 40
 HUGE_TOKENS = 256
 #: A BLOCK_SIZE_K padding a GEMM's reduction by more than this fraction is halved.
 MAX_K_PADDING = 1 / 8
+#: Decode batches whose grid gives fewer blocks per SM than this (at BLOCK_SIZE_N 64) take the
+#: latency-bound tile (v3, fitted on the H100 runs' M = 1 and 4 points of six shapes).
+MIN_BLOCKS_PER_SM = 2
+#: SMs assumed for a generic spec that does not know its SM count (an RTX 4090 has 128).
+SMS_IF_UNKNOWN = 128
 
 
 def batch_bucket(M: int) -> int:
@@ -78,6 +83,15 @@ def _pow2_at_least(x: float, lo: int, hi: int) -> int:
 def _k_padding(bk: int, length: int) -> float:
     """Fraction of ``length`` a K loop of ``bk``-deep steps loads past its end (masked)."""
     return (-length) % bk / length
+
+
+def _starved(routed: int, shape: MoeShape, spec: GpuSpec) -> bool:
+    """Fewer than :data:`MIN_BLOCKS_PER_SM` blocks per SM in the GEMM of the layer with fewer
+    blocks (w1: 2N outputs, w2: K outputs per active expert) at BLOCK_SIZE_N 64 and one
+    16-row M tile per active expert (the decode regime)."""
+    active = expected_active_experts(routed, shape.E)
+    blocks = active * min(-(-2 * shape.N // 64), -(-shape.K // 64))
+    return blocks < MIN_BLOCKS_PER_SM * (spec.sm_count or SMS_IF_UNKNOWN)
 
 
 def _fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stages: int) -> dict[str, int] | None:
@@ -114,11 +128,19 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
 
     if per_expert <= SMALL_TOKENS:
         # Memory-bound: each active expert's weights are streamed once; the
-        # smallest M tile wastes nothing, a narrow N tile gives every SM work
-        # (there is no split-K), and a deep pipeline keeps loads in flight.
-        # A 256-byte K run per row of B for both widths (128 x 2 B, 256 x 1 B).
-        bm, bn, warps, group = 16, 32, 4, 1
-        bk, max_stages = (128, _MAX_STAGES) if wide else (256, 4)
+        # smallest M tile wastes nothing. When the grid cannot give every SM
+        # two blocks (there is no split-K; N is the only axis that adds
+        # blocks), latency is hidden inside a block: a narrow N tile and
+        # 128-deep K steps. Otherwise 16-bit takes a 64-wide N tile with a
+        # 4-stage pipeline and 8-bit a 256-deep K tile (docs/moe.md,
+        # "Heuristic v3: the decode end").
+        bm, warps, group = 16, 4, 1
+        if _starved(routed, shape, spec):
+            bn, bk, max_stages = 32, 128, _MAX_STAGES
+        elif wide:
+            bn, bk, max_stages = 64, 128, 4
+        else:
+            bn, bk, max_stages = 32, 256, 4
     elif per_expert < LARGE_TOKENS:
         # Transition: tiles as tall as the tokens an expert gets, wide enough
         # to amortise reading A; 16-bit wants a wide N tile, 8-bit (half the

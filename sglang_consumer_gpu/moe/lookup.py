@@ -7,12 +7,17 @@ directory, a dangling or looping symlink, anything unreadable where a file of
 that name should be -- is skipped with a warning naming it and the problem,
 and the next source is tried. The lookup never raises: it runs inside
 SGLang's own call, and an exception there would cost every other layer its
-config too. The source used is logged once per (E, N, dtype, ...) key.
+config too. The source used is logged once per (E, N, dtype, ...) key. A
+user-tuned file used under another Triton version than it was tuned with (its
+``triton_X_Y_Z`` directory, or for a flat file the version ``tune-moe``
+recorded beside it) is logged once per file as a WARNING: it still fits, but
+may no longer be fastest.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import stat
@@ -26,8 +31,12 @@ from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
 from sglang_consumer_gpu.moe.sources import ConfigKey, candidates, dir_unreadable
 from sglang_consumer_gpu.moe.validate import ConfigFileError, Configs, load_config_file
+from sglang_consumer_gpu.versions import installed_version
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
+
+#: ``tune-moe`` keeps its records of a config file in this directory beside it.
+TUNE_DIR = ".tune-moe"
 
 #: Dtypes the heuristic chooses tiles for (they run ``fused_moe_kernel``);
 #: for the others SGLang's own default (small tiles) stays.
@@ -103,8 +112,48 @@ def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
             )
             skipped.append((str(path), problem))
             continue
+        if source == "user":
+            _warn_if_tuned_elsewhere(path)
         return FileLookup(source, str(path), configs, tuple(skipped))
     return FileLookup("none", None, None, tuple(skipped))
+
+
+def tuning_record_path(config_file: Path) -> Path:
+    """The sidecar ``tune-moe`` writes for a config file (Triton version, GPU, report); the
+    config file itself holds only SGLang's keys (SGLang reads every key as a batch size)."""
+    return config_file.parent / TUNE_DIR / f"{config_file.name}.tuning.json"
+
+
+def tuned_triton_version(config_file: Path) -> str | None:
+    """The Triton version a user file was tuned under: its ``triton_X_Y_Z`` directory, else the
+    sidecar's record, else None (unknown)."""
+    parent = config_file.parent.name
+    if parent.startswith("triton_"):
+        return parent.removeprefix("triton_").replace("_", ".")
+    try:
+        record = json.loads(tuning_record_path(config_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    version = record.get("triton") if isinstance(record, dict) else None
+    return version if isinstance(version, str) else None
+
+
+_warned_versions: set[str] = set()
+
+
+def _warn_if_tuned_elsewhere(path: Path) -> None:
+    installed = (installed_version("triton") or "").split("+")[0]
+    tuned = tuned_triton_version(path)
+    if not tuned or not installed or tuned.split("+")[0] == installed or str(path) in _warned_versions:
+        return
+    _warned_versions.add(str(path))
+    logger.warning(
+        "sglang-consumer-gpu: MoE config %s was tuned under Triton %s, this is Triton %s: it fits, but "
+        "may no longer be the fastest; re-run `sglang-consumer-gpu tune-moe` for this model",
+        path,
+        tuned,
+        installed,
+    )
 
 
 def find_configs(key: ConfigKey, spec: GpuSpec) -> FileLookup:
@@ -129,6 +178,7 @@ def clear_cache() -> None:
     _find.cache_clear()
     _logged.clear()
     sources._unlistable.clear()
+    _warned_versions.clear()
 
 
 _logged: set[tuple[Any, ...]] = set()
