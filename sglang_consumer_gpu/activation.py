@@ -121,13 +121,22 @@ def entry_point() -> None:
             )
             return
         activate(path="entry-point")
-        from sglang_consumer_gpu.hardware import current_spec
-        from sglang_consumer_gpu.patches import registry
-
-        spec = current_spec()
-        gpu = (
-            f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B smem/block)" if spec else "no GPU"
-        )
-        logger.info("sglang-consumer-gpu active (%s) for %s: %s", "+".join(_paths), gpu, registry.summary())
+        _announce()
     except Exception as exc:  # load_plugins() must go on with the other plugins
         logger.warning("sglang-consumer-gpu: entry point failed, SGLang runs unpatched: %s", exc)
+
+
+def _announce() -> None:
+    """The INFO summary line. SGLang's scheduler and launcher call ``load_plugins()``
+    before they configure logging (0.5.17 and 0.5.23), where an INFO record would be
+    dropped; then the line waits for the first call of a patched function, which SGLang
+    makes after its logging is set up (model loading, CUDA-graph capture)."""
+    from sglang_consumer_gpu.hardware import current_spec
+    from sglang_consumer_gpu.patches import registry
+
+    if not logger.hasHandlers():
+        registry.at_first_call(_announce)
+        return
+    spec = current_spec()
+    gpu = f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B smem/block)" if spec else "no GPU"
+    logger.info("sglang-consumer-gpu active (%s) for %s: %s", "+".join(_paths), gpu, registry.summary())

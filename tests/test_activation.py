@@ -162,6 +162,31 @@ def test_entry_point_alone_rebinds_already_imported_references() -> None:
     assert "sglang-consumer-gpu active (entry-point) for NVIDIA GeForce RTX 4090" in proc.stderr
 
 
+def test_summary_waits_for_logging_when_plugins_load_first() -> None:
+    """SGLang's scheduler calls load_plugins() before it configures logging: the INFO summary
+    is held until the first call of a patched function, after logging is set up."""
+    proc = run_python(
+        f"""
+        import logging
+        from sglang.srt.plugins import load_plugins
+        load_plugins()  # logging not configured yet, as in SGLang's run_scheduler_process
+        logging.basicConfig(level=logging.INFO)
+        import {CFG} as cfg
+        print("CONFIGURED", flush=True)
+        import sys
+        sys.stderr.write("MARK\\n")
+        cfg.get_config_dtype_str(None)  # the probe patch: a patched function's first call
+        cfg.get_config_dtype_str(None)
+        """,
+        env=PROBE_ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, _, after = proc.stderr.partition("MARK")
+    assert "sglang-consumer-gpu active (" not in before, proc.stderr
+    assert after.count("sglang-consumer-gpu active (") == 1, proc.stderr
+    assert "for NVIDIA GeForce RTX 4090" in after
+
+
 def test_spawn_child_is_patched() -> None:
     out = run_python_json(
         """

@@ -114,6 +114,28 @@ def not_ours(exc: BaseException) -> BaseException:
     return exc
 
 
+#: Run at the first call of any installed replacement, then forgotten (activation's summary line,
+#: when the entry point ran before SGLang configured logging).
+_at_first_call: list[Callable[[], None]] = []
+
+
+def at_first_call(fn: Callable[[], None]) -> None:
+    """Run ``fn`` once, when an installed replacement is first called in this process."""
+    with _lock:
+        if fn not in _at_first_call:
+            _at_first_call.append(fn)
+
+
+def _run_first_call_hooks() -> None:
+    with _lock:
+        hooks, _at_first_call[:] = list(_at_first_call), []
+    for fn in hooks:
+        try:
+            fn()
+        except Exception as exc:  # a log line must never break SGLang's call
+            logger.debug("sglang-consumer-gpu: first-call hook failed: %s", exc)
+
+
 def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[..., Any]) -> Callable[..., Any]:
     """Call ``replacement`` only while the current GPU needs the patch; any call
     it raises on is answered by ``original`` (SGLang's own code)."""
@@ -122,6 +144,8 @@ def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[...
 
     @functools.wraps(original)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _at_first_call:
+            _run_first_call_hooks()
         try:
             spec = current_spec()
             use = spec is not None and patch.needed_on(spec)
