@@ -16,7 +16,7 @@ Modes:
   a virtual RTX 3090/4090, L40S and RTX 5090 under the compile-only oracle;
   prints one line per kernel that does not fit.
 - ``guard`` (any machine): the same launches through Triton's real launch path
-  with each GPU's limit emulated (:mod:`sglang_consumer_gpu.safety.emulated`)
+  with each GPU's limit emulated (:mod:`sglang_consumer_gpu.emulation.no_gpu`)
   and the safety net installed; every case must launch (``failed`` counts the
   ones that still hit ``OutOfResources``).
 - ``device`` (a live GPU): real CUDA tensors, real launches, the safety net
@@ -263,18 +263,18 @@ def sweep_oracle() -> dict[str, Any]:
 
 def sweep_guard() -> dict[str, Any]:
     """Every case through Triton's launch path with each GPU's limit emulated, safety net on."""
-    from sglang_consumer_gpu import safety
+    from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.oracle import virtual
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-    from sglang_consumer_gpu.safety.emulated import emulated_gpu
+    from sglang_consumer_gpu.patches import safety_net
 
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     for gpu in GPUS:
         spec = find_gpu(gpu)
         with virtual_gpu(spec, patched=False, preload=(*virtual.PRELOAD, BIO, *FP8_KERNEL_MODULES)):
-            safety.install()
+            safety_net.install()
             with emulated_gpu(spec):
                 for label, call in all_cases(Tensors("meta")):
                     row = {"gpu": spec.name, "arch": spec.arch_name, **run_case(label, call)}
@@ -287,9 +287,9 @@ def sweep_device(groups: tuple[str, ...] = tuple(GROUPS)) -> dict[str, Any]:
     """Every case with real tensors on the live GPU (cap and safety net applied by the caller)."""
     import torch
 
-    from sglang_consumer_gpu import safety
+    from sglang_consumer_gpu.patches import safety_net
 
-    safety.install()
+    safety_net.install()
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     for label, call in all_cases(Tensors("cuda"), groups):

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "__init__": 0,
     "settings": 0,
     "versions": 0,
+    "errors": 0,  # the mark on exceptions crossing a wrapper (registry and safety net)
     "hardware": 1,
     "moe": 2,
     "attention": 2,

@@ -2,7 +2,7 @@
 
 Kernels compile for real (sm_89 / sm_90); Triton's own launch path checks
 ``metadata.shared`` against the emulated driver's ``max_shared_mem`` and raises
-``OutOfResources`` exactly as on a GPU (:mod:`sglang_consumer_gpu.safety.emulated`).
+``OutOfResources`` exactly as on a GPU (:mod:`sglang_consumer_gpu.emulation.no_gpu`).
 SGLang's kernels are SGLang 0.5.23's, called through its own launchers.
 """
 
@@ -23,12 +23,12 @@ import triton.language as tl
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources
 
+from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.hardware.current import override_spec
 from sglang_consumer_gpu.patches import registry, safety_net
 from sglang_consumer_gpu.patches.base import Status
 from sglang_consumer_gpu.safety import guard, state
-from sglang_consumer_gpu.safety.emulated import emulated_gpu
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
 H100 = find_gpu("NVIDIA H100 80GB HBM3")
@@ -41,16 +41,7 @@ LIMIT = 101_376
 def _tile(a, b, c, M, N, K, s_am, s_ak, s_bk, s_bn, s_cm, s_cn, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """A pipelined GEMM tile: its shared memory grows with num_stages (sm_89, fp16
     128x128x64: 32,768 B at 1-2 stages, 65,536 at 3, 98,304 at 4, 131,072 at 5)."""
-    pid = tl.program_id(0)
-    rm = pid * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = tl.arange(0, BLOCK_N)
-    rk = tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for k in range(0, K, BLOCK_K):
-        x = tl.load(a + rm[:, None] * s_am + (k + rk)[None, :] * s_ak)
-        y = tl.load(b + (k + rk)[:, None] * s_bk + rn[None, :] * s_bn)
-        acc += tl.dot(x, y)
-    tl.store(c + rm[:, None] * s_cm + rn[None, :] * s_cn, acc.to(tl.float16))
+    _tile_body(a, b, c, K, s_am, s_ak, s_bk, s_bn, s_cm, s_cn, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 @triton.jit
@@ -138,6 +129,24 @@ def safety_net_installed() -> Iterator[None]:
                     table[patch.name] = entry
 
 
+@contextlib.contextmanager
+def safety_net_removed() -> Iterator[None]:
+    """Triton as it ships, whatever earlier tests (plugin activation) left installed."""
+    saved = []
+    for patch in safety_net.PATCHES:
+        __import__(patch.module)
+        owner, name, current = registry._resolve(sys.modules[patch.module], patch.attr)
+        marker = getattr(current, registry.MARKER, None)
+        if marker is not None:
+            saved.append((owner, name, current))
+            setattr(owner, name, marker[1])
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
 @pytest.fixture
 def fresh(tmp_path, monkeypatch):
     """An empty state directory and empty safety-net memory; this test module's kernels guarded."""
@@ -174,6 +183,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[Any]:
 def test_without_the_guard_triton_raises_at_the_emulated_limit(fresh):
     with (
         override_spec(RTX_4090),
+        safety_net_removed(),
         emulated_gpu(RTX_4090),
         pytest.raises(OutOfResources, match="Required: 131072"),
     ):
@@ -475,7 +485,7 @@ def test_activation_path_installs_the_guard_for_sglangs_kernels(tmp_path):
         from sglang_consumer_gpu.hardware import find_gpu
         from sglang_consumer_gpu.patches import registry
         from sglang_consumer_gpu.safety import state
-        from sglang_consumer_gpu.safety.emulated import emulated_gpu
+        from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
         from test_safety_guard import OLD_MOE_TILE, _moe_call
         with emulated_gpu(find_gpu("NVIDIA GeForce RTX 4090")) as ran:
             _moe_call({**OLD_MOE_TILE, "num_stages": 4})

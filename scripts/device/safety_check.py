@@ -126,10 +126,10 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
     SGLang's tile patches (the plugin's patches of ``sglang.*`` modules) are
     undone here so that SGLang's own data-center tiles reach the guard.
     """
-    from sglang_consumer_gpu import safety
     from sglang_consumer_gpu.hardware import current_spec
     from sglang_consumer_gpu.hardware.current import override_spec
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.oracle.virtual import unpatched
+    from sglang_consumer_gpu.patches import registry, safety_net
 
     live = current_spec()
     if live is None:  # no NVML here: describe the GPU from torch
@@ -144,13 +144,9 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
         live if live.smem_per_block_optin == limit else dataclasses.replace(live, smem_per_block_optin=limit)
     )
     with override_spec(spec) if spec is not live or current_spec() is None else contextlib.nullcontext():
-        undone = []
-        for patch in registry.patches():
-            if patch.module.startswith("sglang.") and registry.installed(patch):
-                owner, name, current = registry._resolve(sys.modules[patch.module], patch.attr)
-                setattr(owner, name, getattr(current, registry.MARKER)[1])
-                undone.append(patch.name)
-        yield {"spec": spec.to_dict(), "safety_net": safety.install(), "undone": undone}
+        undone = [p.name for p in registry.patches() if not p.triton_only and registry.installed(p)]
+        with unpatched():
+            yield {"spec": spec.to_dict(), "safety_net": safety_net.install(), "undone": undone}
 
 
 # --- inputs (seeded, identical in both processes) ----------------------------------------------

@@ -17,6 +17,10 @@ Kernels still compile for the real GPU (sm_90 on an H100/H200): shared-memory
 needs differ between architectures, so this emulates a limit, not a consumer
 GPU. The cap is independent of the off switch ``SGLANG_CONSUMER_GPU=0``, which
 gives unpatched SGLang under the cap. See docs/e2e.md.
+
+Without the GPU: :mod:`.no_gpu` runs Triton's real launch path against a chosen
+limit on a machine with no GPU at all (tests and sweeps of the safety net), on
+the fake driver of :mod:`.triton_driver`, which the compile-only oracle uses too.
 """
 
 from sglang_consumer_gpu.settings import EMULATE_SMEM as ENV_SMEM

@@ -39,55 +39,16 @@ class Resources:
         return d
 
 
+def _cannot_run(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("the compile-only driver cannot run kernels")
+
+
 def _make_driver(arch: int) -> Any:
-    """A Triton driver that compiles for ``sm_<arch>`` and can launch nothing."""
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.driver import DriverBase
+    """A Triton driver that compiles for ``sm_<arch>`` and can launch nothing
+    (a fake device id per target, so sm_89 and sm_90 compiles never share a binder)."""
+    from sglang_consumer_gpu.emulation.triton_driver import fake_driver
 
-    # A distinct fake device id per target: Triton keys its per-device binder
-    # (which captures the target) by device id, so sm_89 and sm_90 compiles in
-    # one process must not share one.
-    fake_device = 10_000 + arch
-
-    class CompileOnlyDriver(DriverBase):
-        @classmethod
-        def is_active(cls) -> bool:
-            return False
-
-        def map_python_to_cpp_type(self, ty: str) -> str:
-            from triton.backends.nvidia.driver import ty_to_cpp
-
-            return ty_to_cpp(ty)
-
-        def get_current_target(self) -> Any:
-            return GPUTarget("cuda", arch, 32)
-
-        def get_current_device(self) -> int:
-            return fake_device
-
-        def set_current_device(self, device: int) -> None:
-            pass
-
-        def get_current_stream(self, device: int | None = None) -> int:
-            return 0
-
-        def get_device_capability(self, device: int | None = None) -> tuple[int, int]:
-            return divmod(arch, 10)
-
-        def get_active_torch_device(self) -> Any:
-            import torch
-
-            return torch.device("meta")
-
-        def get_device_interface(self) -> Any:
-            import torch
-
-            return torch.cuda
-
-        def get_benchmarker(self) -> Any:
-            raise RuntimeError("the compile-only driver cannot run kernels")
-
-    return CompileOnlyDriver()
+    return fake_driver(arch, 10_000 + arch, benchmarker=_cannot_run)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from sglang_consumer_gpu import versions
+from sglang_consumer_gpu.errors import is_not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.patches.base import Patch, PatchResult, Seam, Status
 from sglang_consumer_gpu.versions import installed_version
@@ -35,8 +36,6 @@ logger = logging.getLogger("sglang_consumer_gpu")
 
 #: Attribute set on every replacement we install: (patch name, original).
 MARKER = "__sglang_consumer_gpu_patch__"
-#: Set on an exception that a replacement let through from the code it wraps.
-NOT_OURS = "__sglang_consumer_gpu_not_ours__"
 
 _lock = threading.RLock()
 _patches: dict[str, Patch] = {}
@@ -104,16 +103,6 @@ def _rebind(original: Any, replacement: Any) -> int:
     return count
 
 
-def not_ours(exc: BaseException) -> BaseException:
-    """Mark ``exc`` as raised by the wrapped (SGLang's or Triton's) code, not by
-    the patch: the registry re-raises it instead of falling back. For
-    replacements that call the original, whose errors (a kernel that does not
-    compile) are the caller's to see."""
-    with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, NOT_OURS, True)
-    return exc
-
-
 #: Run at the first call of any installed replacement, then forgotten (activation's summary line,
 #: when the entry point ran before SGLang configured logging).
 _at_first_call: list[Callable[[], None]] = []
@@ -156,7 +145,7 @@ def _guard(patch: Patch, original: Callable[..., Any], replacement: Callable[...
         try:
             return replacement(*args, **kwargs)
         except Exception as exc:
-            if getattr(exc, NOT_OURS, False):
+            if is_not_ours(exc):
                 raise
             _record_call_failure(patch, errors, exc)
             return original(*args, **kwargs)

@@ -121,3 +121,18 @@ PATCHES = [
         triton_only=True,
     ),
 ]
+
+
+def install() -> dict[str, str]:
+    """Register and apply the safety-net patches now, for scripts that do not go
+    through the plugin's activation; returns each patch's status. Idempotent."""
+    from sglang_consumer_gpu.patches import registry
+
+    known = {p.name for p in registry.patches()}
+    for patch in PATCHES:
+        if patch.name not in known:
+            registry.register(patch)
+        if not registry.installed(patch):
+            registry.apply_patch(patch)
+    results = registry.results()
+    return {p.name: results[p.name].status.value for p in PATCHES}

@@ -66,7 +66,7 @@ from typing import Any
 
 from triton.runtime.errors import OutOfResources
 
-from sglang_consumer_gpu.patches.registry import not_ours
+from sglang_consumer_gpu.errors import not_ours
 from sglang_consumer_gpu.safety import rules, state
 
 logger = logging.getLogger("sglang_consumer_gpu")

@@ -114,10 +114,10 @@ class Runner:
         # before this spec was in force, gets its verdict for this GPU now.
         registry.apply_loaded(None if settings.plugin_enabled() else f"{settings.OFF_SWITCH}=0")
         if any(c.area == "safety" and c.run is not None for c in self.plan.cases):
-            from sglang_consumer_gpu import safety
+            from sglang_consumer_gpu.patches import safety_net
 
             try:
-                self.safety = safety.install()
+                self.safety = safety_net.install()
             except Exception as exc:  # its cases FAIL saying so
                 self.safety = {"safety-net": f"not installed: {_error_line(exc)}"}
         from sglang_consumer_gpu.selftest.live import triton_limit

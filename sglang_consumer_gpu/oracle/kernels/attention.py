@@ -192,7 +192,7 @@ def _ensure_attention_patches(registry: Any) -> None:
     for mod in (attention_extend, attention_prefill):
         if mod.PATCH.name not in {p.name for p in registry.patches()}:
             registry.register(mod.PATCH)
-    registry.apply_loaded()
+    registry.apply_loaded(sglang_only=True)
 
 
 def cases(*, full: bool) -> list[AttentionCase]:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_consumer_gpu.emulation.triton_driver import fake_driver
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 
 _lock = threading.RLock()
@@ -44,9 +45,6 @@ class EmulatedLaunch:
 
 
 def _make_driver(spec: GpuSpec, launches: list[EmulatedLaunch]) -> Any:
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.driver import DriverBase
-
     arch, limit, device = spec.arch, spec.smem_per_block_optin, next(_device_ids)
     record_lock = threading.Lock()
 
@@ -88,52 +86,11 @@ def _make_driver(spec: GpuSpec, launches: list[EmulatedLaunch]) -> Any:
             with record_lock:
                 launches.append(self.launch)
 
-    class EmulatedDriver(DriverBase):
-        utils = Utils()
-        launcher_cls = Launcher
+    def bench(kernel_call: Any, quantiles: Any = None, **kwargs: Any) -> list[float]:
+        kernel_call()  # raises OutOfResources for a config that does not fit, as on a GPU
+        return [1.0, 1.0, 1.0]
 
-        @classmethod
-        def is_active(cls) -> bool:
-            return False
-
-        def map_python_to_cpp_type(self, ty: str) -> str:
-            from triton.backends.nvidia.driver import ty_to_cpp
-
-            return ty_to_cpp(ty)
-
-        def get_current_target(self) -> Any:
-            return GPUTarget("cuda", arch, 32)
-
-        def get_current_device(self) -> int:
-            return device
-
-        def set_current_device(self, device: int) -> None:
-            pass
-
-        def get_current_stream(self, device: int | None = None) -> int:
-            return 0
-
-        def get_device_capability(self, device: int | None = None) -> tuple[int, int]:
-            return spec.capability
-
-        def get_active_torch_device(self) -> Any:
-            import torch
-
-            return torch.device("meta")
-
-        def get_device_interface(self) -> Any:
-            import torch
-
-            return torch.cuda
-
-        def get_benchmarker(self) -> Any:
-            def bench(kernel_call: Any, quantiles: Any = None, **kwargs: Any) -> list[float]:
-                kernel_call()  # raises OutOfResources for a config that does not fit, as on a GPU
-                return [1.0, 1.0, 1.0]
-
-            return bench
-
-    return EmulatedDriver()
+    return fake_driver(arch, device, benchmarker=bench, utils=Utils(), launcher_cls=Launcher)
 
 
 @contextlib.contextmanager
