@@ -13,6 +13,7 @@ from sglang_consumer_gpu.cli import main
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.shape import MoeShape
+from sglang_consumer_gpu.moe.validate import tile_label
 from sglang_consumer_gpu.oracle.kernels.moe import moe_gemm_resources
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
@@ -129,7 +130,7 @@ def test_moe_provider_picks_are_the_plugins_heuristic_listed_once(tiny_moe):
     spec = find_gpu(RTX_4090)
     configs = [i.config for i in moe.MOE.items(spec, full=False)]
     assert configs == [
-        f"tiny0 {shape.label} M={M} {gemm}: {moe.tile(heuristic_config(M, shape, spec))}"
+        f"tiny0 {shape.label} M={M} {gemm}: {tile_label(heuristic_config(M, shape, spec))}"
         for M in (1, 64)
         for gemm in ("up", "down")
     ]

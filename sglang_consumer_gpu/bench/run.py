@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.bench.points import AttentionPoint, BenchPlan, Fit, MoePoint
-from sglang_consumer_gpu.selftest.plan import tile_label
+from sglang_consumer_gpu.moe.validate import pair_label
 from sglang_consumer_gpu.selftest.report import write_json
 
 SCHEMA = "sglang-consumer-gpu/bench/1"
@@ -64,19 +64,21 @@ def document(plan: BenchPlan, environment: dict[str, Any], notes: list[str]) -> 
     }
 
 
+def _status(same: bool, fit: Fit, limit: int, same_text: str) -> str:
+    """SGLang's column before timing: identical to the plugin's, certain to fail, or to be timed."""
+    if same:
+        return same_text
+    return would_fail(fit, limit) if fit.fits is False else "pending"
+
+
 def _moe_row(p: MoePoint, limit: int) -> dict[str, Any]:
-    if p.same:
-        status = "same config"
-    elif p.sglang_fit.fits is False:
-        status = would_fail(p.sglang_fit, limit)
-    else:
-        status = "pending"
+    status = _status(p.same, p.sglang_fit, limit, "same config")
     return {
         "M": p.case.M,
         "plugin": {
             "config": p.plugin.up,
             "down_config": p.plugin.down,
-            "label": _moe_label(p.plugin.up, p.plugin.down),
+            "label": pair_label(p.plugin.up, p.plugin.down),
             "source": p.plugin.source,
             "path": p.plugin.path,
             "fit": p.plugin_fit.to_dict(),
@@ -86,7 +88,7 @@ def _moe_row(p: MoePoint, limit: int) -> dict[str, Any]:
         "sglang": {
             "config": p.sglang_up,
             "down_config": p.sglang_down,
-            "label": _moe_label(p.sglang_up, p.sglang_down),
+            "label": pair_label(p.sglang_up, p.sglang_down),
             "fit": p.sglang_fit.to_dict(),
             "status": status,
             "us": None,
@@ -95,17 +97,8 @@ def _moe_row(p: MoePoint, limit: int) -> dict[str, Any]:
     }
 
 
-def _moe_label(up: dict[str, Any], down: dict[str, Any] | None) -> str:
-    return tile_label(up) + (f" | down {tile_label(down)}" if down and down != up else "")
-
-
 def _attention_row(p: AttentionPoint, limit: int) -> dict[str, Any]:
-    if p.same:
-        status = "same tile"
-    elif p.sglang_fit.fits is False:
-        status = would_fail(p.sglang_fit, limit)
-    else:
-        status = "pending"
+    status = _status(p.same, p.sglang_fit, limit, "same tile")
     return {"kernel": p.label, "workload": p.workload, "plugin": {"tile": list(p.plugin), "us": None},
             "sglang": {"tile": list(p.sglang), "fit": p.sglang_fit.to_dict(), "status": status, "us": None},
             "speedup": 1.0 if p.same else None}  # fmt: skip
@@ -228,18 +221,21 @@ def _time_moe(p: MoePoint, row: dict[str, Any], timer: Any) -> None:
                     else f"failed: {type(exc).__name__}: {exc}"[:300]
                 )
                 fns.pop("sglang")
-        times = timer.compare(fns, slots=len(layer.slots))
-        row["plugin"]["us"] = times["plugin"].us
-        row["plugin"]["timing"] = times["plugin"].to_dict()
-        if "sglang" in times:
-            row["sglang"]["us"] = times["sglang"].us
-            row["sglang"]["timing"] = times["sglang"].to_dict()
-            row["sglang"]["status"] = "timed"
-            row["speedup"] = times["sglang"].us / times["plugin"].us
+        _record(row, timer.compare(fns, slots=len(layer.slots)))
     except Exception as exc:
         row["error"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
     finally:
         _free()
+
+
+def _record(row: dict[str, Any], times: dict[str, Any]) -> None:
+    """The timer's medians into the row (SGLang's only when it was launched)."""
+    for side in times:
+        row[side]["us"] = times[side].us
+        row[side]["timing"] = times[side].to_dict()
+    if "sglang" in times:
+        row["sglang"]["status"] = "timed"
+        row["speedup"] = times["sglang"].us / times["plugin"].us
 
 
 def _time_attention(p: AttentionPoint, row: dict[str, Any], timer: Any) -> None:
@@ -250,12 +246,7 @@ def _time_attention(p: AttentionPoint, row: dict[str, Any], timer: Any) -> None:
         fns = {"plugin": run.run(p.plugin)}
         if row["sglang"]["status"] == "pending":
             fns["sglang"] = run.run(p.sglang)
-        times = timer.compare(fns, slots=len(run.slots))
-        row["plugin"]["us"] = times["plugin"].us
-        if "sglang" in times:
-            row["sglang"]["us"] = times["sglang"].us
-            row["sglang"]["status"] = "timed"
-            row["speedup"] = times["sglang"].us / times["plugin"].us
+        _record(row, timer.compare(fns, slots=len(run.slots)))
     except Exception as exc:
         row["error"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
     finally:

@@ -34,6 +34,7 @@ from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.lookup import HEURISTIC_DTYPES, find_configs
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.moe.sources import BUNDLED_DIR, ConfigKey, sglang_config_root
+from sglang_consumer_gpu.moe.validate import tile_label
 from sglang_consumer_gpu.oracle.kernels.moe import GEMMS, moe_gemm_resources, shape_args
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
@@ -84,16 +85,6 @@ FILE_RE = re.compile(
     r"^E=(\d+),N=(\d+),device_name=([^,]+?)(?:,dtype=([a-z0-9_]+))?(?:,block_shape=\[(\d+), ?(\d+)\])?"
     r"(,per_channel_quant=True)?(_down)?\.json$"
 )
-
-
-def tile(config: dict[str, Any] | None) -> str:
-    """``BMxBNxBK gG wW sS`` for a row of the table."""
-    if not config:
-        return "-"
-    return (
-        f"{config['BLOCK_SIZE_M']}x{config['BLOCK_SIZE_N']}x{config['BLOCK_SIZE_K']}"
-        f" g{config.get('GROUP_SIZE_M', '-')} w{config.get('num_warps', 4)} s{config.get('num_stages', 3)}"
-    )
 
 
 def file_keys(spec: GpuSpec, roots: Iterable[Path]) -> list[ConfigKey]:
@@ -165,7 +156,7 @@ def gemm_item(
     """A pending item: ``config`` for one GEMM of ``shape``, compiled through SGLang's launcher."""
     return CheckItem(
         kernel=f"fused_moe_kernel:{gemm}",
-        config=f"{origin} M={M} {gemm}: {tile(config)}",
+        config=f"{origin} M={M} {gemm}: {tile_label(config)}",
         run=lambda: moe_gemm_resources(
             spec, gemm=gemm, M=M, config=config, patched=patched, **shape_args(shape)
         ),

@@ -34,6 +34,19 @@ _BLOCK_RANGE = {"BLOCK_SIZE_M": (16, 256), "BLOCK_SIZE_N": (16, 512), "BLOCK_SIZ
 Configs = dict[int, dict[str, Any]]
 
 
+def tile_label(config: Mapping[str, Any] | None) -> str:
+    """``BMxBNxBK gG wW sS`` (Triton's defaults where a key is absent); ``-`` for none."""
+    if not config:
+        return "-"
+    c = {"GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 3, **config}
+    return "{BLOCK_SIZE_M}x{BLOCK_SIZE_N}x{BLOCK_SIZE_K} g{GROUP_SIZE_M} w{num_warps} s{num_stages}".format(**c)
+
+
+def pair_label(up: Mapping[str, Any] | None, down: Mapping[str, Any] | None) -> str:
+    """The up GEMM's tile, and the down GEMM's where it has its own (``_down`` file)."""
+    return tile_label(up) + (f" | down {tile_label(down)}" if down and down != up else "")
+
+
 class ConfigFileError(ValueError):
     """A config file or entry that must not be used; the message says why."""
 

@@ -26,6 +26,7 @@ from typing import Any
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape
+from sglang_consumer_gpu.moe.validate import pair_label, tile_label
 from sglang_consumer_gpu.planner.launch import Launch
 
 #: Dtypes whose fused-MoE kernel the analytic bound models (fused_moe_kernel, not the gptq/awq one).
@@ -76,15 +77,6 @@ class KernelRow:
             },
             "sglang": {"config": self.sglang_config, **self.sglang_fit.__dict__},
         }
-
-
-def tile(cfg: dict[str, Any] | None) -> str:
-    if not cfg:
-        return "-"
-    return (
-        f"{cfg['BLOCK_SIZE_M']}x{cfg['BLOCK_SIZE_N']}x{cfg['BLOCK_SIZE_K']} "
-        f"g{cfg.get('GROUP_SIZE_M', 1)} w{cfg.get('num_warps', 4)} s{cfg.get('num_stages', 3)}"
-    )
 
 
 def moe_batches(launch: Launch) -> list[int]:
@@ -223,8 +215,7 @@ def moe_rows(
         pfit = checker.fit(c.config, lo, patched=True) if c.config else Fit(None, "SGLang's default", None)
         sfit_up = checker.fit(up, lo, patched=False)
         sfit = sfit_up if down == up else _worst(sfit_up, checker.fit(down, lo, patched=False))
-        sconf = tile(up) if down == up else f"up {tile(up)}, down {tile(down)}"
-        rows.append(KernelRow("fused_moe", batches, tile(c.config), src, pfit, sconf, sfit))
+        rows.append(KernelRow("fused_moe", batches, tile_label(c.config), src, pfit, pair_label(up, down), sfit))
     if bar is not None:
         bar.close()
     return rows

@@ -5,6 +5,7 @@ argument parser and resolution pipeline (so defaults are SGLang's, not ours).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,3 +91,23 @@ class Launch:
         d = asdict(self)
         d.update(attn_tp=self.attn_tp, attn_dp=self.attn_dp, moe_tp=self.moe_tp, world=self.world)
         return d
+
+
+def set_flag(argv: Sequence[str], flag: str, value: str | None, *aliases: str) -> tuple[str, ...]:
+    """``argv`` with ``flag`` (or an alias) set to ``value`` (None: removed)."""
+    names = (flag, *aliases)
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        if any(a.startswith(n + "=") for n in names):
+            continue
+        out.append(a)
+    if value is not None:
+        out += [flag, value]
+    return tuple(out)

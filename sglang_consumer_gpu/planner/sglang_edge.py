@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.planner.launch import Launch
+from sglang_consumer_gpu.planner.launch import Launch, set_flag
 
 PIPELINE = "sglang.srt.arg_groups.pipeline"
 #: Modules ``run_resolution_pipeline`` imports lazily that must load outside the virtual GPU.
@@ -171,22 +171,6 @@ def other_checkpoint(config_path: str) -> Iterator[str]:
         yield tmp
 
 
-def _without(argv: Sequence[str], flag: str) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == flag:
-            skip = True
-            continue
-        if a.startswith(flag + "="):
-            continue
-        out.append(a)
-    return out
-
-
 def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
     """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``.
 
@@ -204,7 +188,7 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
     default = cfg.mem_fraction_static
     if user_fraction:
         default = resolving_view(
-            _resolve(spec, model_dir, _without(argv, "--mem-fraction-static"), mib, _Notes())
+            _resolve(spec, model_dir, set_flag(argv, "--mem-fraction-static", None), mib, _Notes())
         ).mem_fraction_static
     mc = model_config_of(sa)
     graphs = cfg.cuda_graph_config

@@ -23,6 +23,7 @@ from sglang_consumer_gpu.models import (
     quantization_from_flag,
 )
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK
+from sglang_consumer_gpu.planner.launch import set_flag
 from sglang_consumer_gpu.planner.sglang_edge import SglangRejects
 from sglang_consumer_gpu.planner.verdict import OK, Assessment
 
@@ -55,26 +56,6 @@ class Suggestion:
             "verdict": self.result.verdict,
             "reasons": [f.text for f in self.result.reasons],
         }
-
-
-def set_flag(argv: Sequence[str], flag: str, value: str | None, *aliases: str) -> tuple[str, ...]:
-    """``argv`` with ``flag`` (or an alias) set to ``value`` (None: removed)."""
-    names = (flag, *aliases)
-    out: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a in names:
-            skip = True
-            continue
-        if any(a.startswith(n + "=") for n in names):
-            continue
-        out.append(a)
-    if value is not None:
-        out += [flag, value]
-    return tuple(out)
 
 
 def _candidates(base: Assessment) -> list[Candidate]:

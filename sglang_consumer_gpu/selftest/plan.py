@@ -43,6 +43,7 @@ from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 from sglang_consumer_gpu.measure.moe import MoeCase, config_key, launch_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
+from sglang_consumer_gpu.moe.validate import pair_label, tile_label
 from sglang_consumer_gpu.selftest import choices
 
 QUICK, FULL = "quick", "full"
@@ -296,17 +297,6 @@ def _unique(cases: list[Case]) -> Iterator[Case]:
         yield c if n == 0 else Case(**{**c.__dict__, "name": f"{c.name} #{n + 1}"})
 
 
-def tile_label(cfg: dict[str, Any]) -> str:
-    c = {"GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 3, **cfg}
-    return "{BLOCK_SIZE_M}x{BLOCK_SIZE_N}x{BLOCK_SIZE_K} g{GROUP_SIZE_M} w{num_warps} s{num_stages}".format(
-        **c
-    )
-
-
-def _moe_config_label(up: dict[str, Any], down: dict[str, Any] | None) -> str:
-    return tile_label(up) + (f" | down {tile_label(down)}" if down and down != up else "")
-
-
 # -- fused MoE
 
 
@@ -355,7 +345,7 @@ def _moe_cases(
             case = MoeCase(shape, M, act)
             seen.add(_moe_identity(case, pick.up, pick.down))
             source = f"{pick.source} file {Path(pick.path).name}" if pick.path else pick.source
-            cases.append(Case("moe", _moe_name(name, case), kernel, _moe_config_label(pick.up, pick.down),
+            cases.append(Case("moe", _moe_name(name, case), kernel, pair_label(pick.up, pick.down),
                               source, MoeRun(case, launch_config(pick.up),
                                                   launch_config(pick.down) if pick.down else None)))  # fmt: skip
     cases += _file_cases(spec, quick, max_per_source, seen, left_out)
@@ -460,7 +450,7 @@ def _file_cases(
             seen.add(ident)
             per_source.setdefault(source, []).append(
                 Case("moe", _moe_name(f"{source} file {dtype_label(shape.dtype)}", case), "fused_moe_kernel",
-                     _moe_config_label(pick.up, pick.down),
+                     pair_label(pick.up, pick.down),
                      origin, MoeRun(case, launch_config(pick.up), launch_config(pick.down) if pick.down else None)))  # fmt: skip
     out: list[Case] = []
     for source in sorted(per_source, key=lambda s: SOURCE_ORDER.index(s) if s in SOURCE_ORDER else 99):
