@@ -14,10 +14,10 @@ from sglang_consumer_gpu import planner
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.models import load_model
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK, check_constraints
-from sglang_consumer_gpu.planner.launch import Launch
+from sglang_consumer_gpu.planner.launch import Launch, set_flag
 from sglang_consumer_gpu.planner.memory import GIB, matrix_bytes, plan_memory
 from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint, resolve_launch
-from sglang_consumer_gpu.planner.suggest import set_flag, suggest
+from sglang_consumer_gpu.planner.suggest import suggest
 
 FIX = Path(__file__).parent / "fixtures" / "models"
 L40S, H200, RTX_3090, RTX_4090 = (find_gpu(n) for n in ("L40S", "H200", "RTX 3090", "RTX 4090"))
@@ -240,3 +240,6 @@ def test_log_parser_reads_sglangs_memory_lines() -> None:
                    fraction=0.743)  # fmt: skip
     assert rows["weights_gib"]["ratio"] == round(21.08 / 21.27, 4)
     assert rows["max_total_num_tokens"]["sglang"] == 201723 and "tokens_with_log_pre_load" not in rows
+    stopped_in_capture = compare(mha, weights_gib=1.0, kv_bytes_per_token=8, planner_tokens=11, pre_load_gib=2.0,
+                                 fraction=0.9)  # fmt: skip
+    assert stopped_in_capture["max_total_num_tokens"] == {"planner": 11, "sglang": 10, "ratio": 1.1}

@@ -53,6 +53,12 @@ class LogMemory:
     context_len: int | None = None
     mem_fraction_static: float | None = None
 
+    @property
+    def pool_tokens(self) -> int | None:
+        """The KV pool in tokens: the scheduler's summary line, else the allocation line
+        (the same number; a server stopped during CUDA-graph capture logs only the latter)."""
+        return self.max_total_num_tokens if self.max_total_num_tokens is not None else self.kv_tokens_allocated
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -121,8 +127,8 @@ def compare(
         },
         "max_total_num_tokens": {
             "planner": planner_tokens,
-            "sglang": log.max_total_num_tokens,
-            "ratio": _ratio(planner_tokens, log.max_total_num_tokens),
+            "sglang": log.pool_tokens,
+            "ratio": _ratio(planner_tokens, log.pool_tokens),
         },
     }
     if log.kv_gib is not None and log.kv_tokens_allocated:
@@ -137,7 +143,7 @@ def compare(
         tokens = int(max(pool, 0) * (1 << 30) // kv_bytes_per_token) // page_size * page_size
         rows["tokens_with_log_pre_load"] = {
             "planner": tokens,
-            "sglang": log.max_total_num_tokens,
-            "ratio": _ratio(tokens, log.max_total_num_tokens),
+            "sglang": log.pool_tokens,
+            "ratio": _ratio(tokens, log.pool_tokens),
         }
     return rows
