@@ -14,6 +14,15 @@ from typing import Any
 import pytest
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
+#: A valid fused-MoE config entry that fits every ~99 KB GPU (test config files are made of it).
+GOOD = {
+    "BLOCK_SIZE_M": 16,
+    "BLOCK_SIZE_N": 64,
+    "BLOCK_SIZE_K": 128,
+    "GROUP_SIZE_M": 1,
+    "num_warps": 4,
+    "num_stages": 3,
+}
 
 
 def run_python(

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RTX_4090, run_python
+from conftest import GOOD, RTX_4090, run_python
 
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.lookup import choose
@@ -26,14 +26,6 @@ from sglang_consumer_gpu.moe.sources import ConfigKey, config_file_name
 TESTS = str(Path(__file__).parent)
 L40S = "NVIDIA L40S"
 CFG = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
-GOOD = {
-    "BLOCK_SIZE_M": 16,
-    "BLOCK_SIZE_N": 64,
-    "BLOCK_SIZE_K": 128,
-    "GROUP_SIZE_M": 1,
-    "num_warps": 4,
-    "num_stages": 3,
-}
 
 # (E, N, K, topk, dtype): E=256,N=512 fp8 has a bundled L40S file (GROUP_SIZE_M=64, 4 stages at M=16).
 BUNDLED = (256, 512, 7168, 8, "fp8_w8a8")
@@ -75,6 +67,21 @@ def _plugin_answer(shape: tuple, M: int, gpu: str = L40S) -> dict:
         mp.delenv("SGLANG_MOE_CONFIG_DIR", raising=False)
         lookup.clear_cache()
         return choose(M, MoeShape(*shape), find_gpu(gpu)).config
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m sglang_consumer_gpu ARGS`` with ``env`` added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "sglang_consumer_gpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def _shape_args(E: int, N: int, K: int, topk: int) -> tuple[str, ...]:
+    return ("--E", str(E), "--N", str(N), "--K", str(K), "--topk", str(topk))
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -203,29 +210,7 @@ def test_moe_config_cli_names_the_bad_file_and_exits_cleanly(moe_files):
     tmp, _, _, _ = moe_files
     for case in ("deep", "digits"):
         E, N, K, topk, _ = HOSTILE[case]
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sglang_consumer_gpu",
-                "moe-config",
-                "--E",
-                str(E),
-                "--N",
-                str(N),
-                "--K",
-                str(K),
-                "--topk",
-                str(topk),
-                "--gpu",
-                L40S,
-                "--no-oracle",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, **_env(tmp)},
-        )
+        proc = _cli("moe-config", *_shape_args(E, N, K, topk), "--gpu", L40S, "--no-oracle", env=_env(tmp))
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
         assert str(tmp / "user" / _file_name(HOSTILE[case])) in proc.stderr
@@ -236,30 +221,9 @@ def test_moe_config_cli_with_unreadable_user_dir(tmp_path):
     user = tmp_path / "user"
     user.symlink_to(user)
     E, N, K, topk, _ = BUNDLED
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sglang_consumer_gpu",
-            "moe-config",
-            "--E",
-            str(E),
-            "--N",
-            str(N),
-            "--K",
-            str(K),
-            "--topk",
-            str(topk),
-            "--dtype",
-            "fp8_w8a8",
-            "--gpu",
-            L40S,
-            "--no-oracle",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **_env(tmp_path)},
+    proc = _cli(
+        "moe-config", *_shape_args(E, N, K, topk), "--dtype", "fp8_w8a8", "--gpu", L40S, "--no-oracle",
+        env=_env(tmp_path),
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot read MoE config directory {user}" in proc.stderr
@@ -470,13 +434,7 @@ def test_uncovered_release_warns_once_and_runs_unpatched(old_sglang):
 
 
 def test_doctor_on_uncovered_release_says_what_to_do(old_sglang):
-    proc = subprocess.run(
-        [sys.executable, "-m", "sglang_consumer_gpu", "doctor", "--gpu", RTX_4090],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **old_sglang},
-    )
+    proc = _cli("doctor", "--gpu", RTX_4090, env=old_sglang)
     assert proc.returncode == 0, proc.stderr
     assert "NOT COVERED: SGLang 0.4.4 is not covered" in proc.stdout
     assert "pip install 'sglang>=0.4.9,<=0.5.23'" in proc.stdout

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from conftest import GOOD
 
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe import lookup
@@ -14,14 +15,6 @@ from sglang_consumer_gpu.moe.sources import ConfigKey, config_file_name, triton_
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
 L40S = find_gpu("NVIDIA L40S")
-GOOD = {
-    "BLOCK_SIZE_M": 16,
-    "BLOCK_SIZE_N": 64,
-    "BLOCK_SIZE_K": 128,
-    "GROUP_SIZE_M": 1,
-    "num_warps": 4,
-    "num_stages": 3,
-}
 SHAPE = MoeShape(128, 768, 2048, 8, "fp8_w8a8")  # no bundled or SGLang file for the 4090
 
 
