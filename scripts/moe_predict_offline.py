@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
+from sglang_consumer_gpu.measure.common import geomean  # noqa: E402
 from sglang_consumer_gpu.measure.moe import config_key, launch_config  # noqa: E402
 from sglang_consumer_gpu.moe.heuristic import heuristic_config  # noqa: E402
 from sglang_consumer_gpu.moe.shape import MoeShape  # noqa: E402
@@ -51,10 +51,6 @@ def predict(path: Path) -> list[dict]:
     return rows
 
 
-def _geo(xs: list[float]) -> float:
-    return math.exp(sum(map(math.log, xs)) / len(xs))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", type=Path, nargs="+")
@@ -72,8 +68,8 @@ def main() -> None:
                        + (f"{p['new_ratio']:.3f}" if p["new_ratio"] else "not timed") + ")"
                        for p in r["points"] if p["old"] != p["new"]]  # fmt: skip
             print(
-                f"{path.name:28} {r['case']:20} {r['dtype']:8} old {_geo(old):.3f} (min {min(old):.3f}) "
-                f"-> new {_geo(known):.3f} (min {min(known):.3f})"
+                f"{path.name:28} {r['case']:20} {r['dtype']:8} old {geomean(old):.3f} (min {min(old):.3f}) "
+                f"-> new {geomean(known):.3f} (min {min(known):.3f})"
                 + (f" [{len(new) - len(known)} untimed]" if len(known) < len(new) else "")
             )
             for line in changed:

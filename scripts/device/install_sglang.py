@@ -23,7 +23,6 @@ Prints the ``export PYTHONPATH=...`` line, so a run command starts with:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import tomllib
+from prepare_carry import sha256  # this folder is sys.path[0] when the script runs
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CARRY = REPO / ".carry" / "sglang-0.5.17"
@@ -60,14 +60,6 @@ del _chain
 '''
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _log(msg: str) -> None:
     print(f"install_sglang: {msg}", file=sys.stderr, flush=True)
 
@@ -87,7 +79,7 @@ def unpack(carry: Path, target: Path) -> bool:
     key = f"{manifest['archive_sha256']}+{key}"
     if stamp.is_file() and stamp.read_text().strip() == key:
         return False
-    digest = _sha256(archive)
+    digest = sha256(archive)
     if digest != manifest["archive_sha256"]:
         raise SystemExit(f"install_sglang: {archive} sha256 {digest} != MANIFEST {manifest['archive_sha256']}")
     t0 = time.time()
@@ -98,7 +90,7 @@ def unpack(carry: Path, target: Path) -> bool:
     for part, dest in (("jit_sources", tmp), ("jit_cache", tmp / "_jit")):
         if part in manifest:  # flashinfer's JIT sources (fallback), built JIT modules (used first)
             path = carry / manifest[part]["file"]
-            if _sha256(path) != manifest[part]["sha256"]:
+            if sha256(path) != manifest[part]["sha256"]:
                 raise SystemExit(f"install_sglang: {path} does not match its MANIFEST sha256")
             _extract(path, dest)
     aot = tmp / "_jit" / "flashinfer_aot"

@@ -104,7 +104,8 @@ def _pip_download(spec: str, dest: Path, python_version: str | None) -> Path:
     return hits[-1]
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks (also used by prepare_sglang.py and install_sglang.py)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -138,11 +139,11 @@ def build(out: Path, python_version: str) -> dict:
         whl = _pip_download(spec, WHEEL_CACHE, python_version)
         with zipfile.ZipFile(whl) as zf:
             zf.extractall(site)
-        wheels[whl.name] = _sha256(whl)
+        wheels[whl.name] = sha256(whl)
     size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
     manifest = {
         "sglang_wheel": sglang_whl.name,
-        "sglang_wheel_sha256": _sha256(sglang_whl),
+        "sglang_wheel_sha256": sha256(sglang_whl),
         "python_version": python_version,
         "extra_wheels": wheels,
         "files": sorted(files),

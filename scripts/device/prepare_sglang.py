@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import lzma
 import os
@@ -42,6 +41,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from prepare_carry import sha256  # this folder is sys.path[0] when the script runs
 
 SGLANG_VERSION = "0.5.17"
 REPO = Path(__file__).resolve().parents[2]
@@ -163,14 +164,6 @@ def pip_download(spec: str, dest: Path) -> Path:
     if not hits:
         raise FileNotFoundError(f"pip saved no wheel for {spec} in {dest}")
     return sorted(hits)[-1]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _target_name(member: str) -> str | None:
