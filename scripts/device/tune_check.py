@@ -15,13 +15,13 @@ SGLang's Hopper-only paths off and every config pruned for an RTX 4090 (``--fit-
     each other: tuned / exhaustive (target >= 0.99 geomean, no point < 0.97). Its wall time is
     measured with the tuner's kernels already in Triton's cache (an underestimate) and also
     extrapolated, labelled so, to a cold run over all 18 batch sizes;
-(c) **the heuristic on held-out shapes** (none of them was used to fit it): DeepSeek-V3 at TP8,
-    Qwen2-57B-A14B at TP2, MiniMax-M2 at TP1, bf16 and fp8_w8a8, at the decode end M = 1, 2, 4, 8
-    (every BLOCK_SIZE_M <= 32 config of the space, no early exit) and, time permitting, M = 16, 64
-    (every config): the heuristic against the best and against SGLang's RTX-4090 default (targets:
-    >= 0.97 of the best geomean, >= 0.98 of the default at every batch size). These shapes are all
-    top-8 with N and K multiples of 256, so their kernels are the ones (b) compiled (Triton
-    specializes on divisibility, not on the sizes): (c) costs timings, not compiles.
+(c) **the heuristic on held-out shapes** (``--heldout``; see :data:`HELDOUT_SETS`: round 2's
+    were used by no fit), bf16 and fp8_w8a8, at the decode end M = 1, 2, 4, 8 (every
+    BLOCK_SIZE_M <= 32 config of the space, no early exit) and, time permitting, M = 16, 64
+    (every config): the heuristic against the best and against SGLang's RTX-4090 default
+    (targets: >= 0.97 of the best geomean, >= 0.98 of the default at every batch size). Triton
+    specializes integer arguments on divisibility by 16, not on the sizes, so after (b) these
+    kernels are mostly in the cache: (c) costs timings more than compiles.
 
 Writes ``tune_check.json`` (after every section) and ``tune_check.png`` to ``--out``; the config
 files (a) wrote stay in a scratch directory (their names are not ones a device run brings back),
@@ -71,10 +71,21 @@ SAMPLE = (1, 4, 16, 64, 256, 1024, 4096)
 #: Held-out shapes (config.json values): DeepSeek-V3 hidden 7168, moe_intermediate 2048, 256 routed
 #: experts, top-8 (TP8: N 256); Qwen2-57B-A14B hidden 3584, moe_intermediate 2560, 64 experts,
 #: top-8 (TP2: N 1280); MiniMax-M2 hidden 3072, intermediate 1536, 256 experts, top-8 (TP1).
-HELDOUT = {
-    "DeepSeek-V3-TP8": (256, 256, 7168, 8),
-    "Qwen2-57B-A14B-TP2": (64, 1280, 3584, 8),
-    "MiniMax-M2-TP1": (256, 1536, 3072, 8),
+#: Round 1's shapes then fitted heuristic v4's ALONE_BLOCKS_PER_SM; round 2's have been used by
+#: nothing: GLM-4.5 at TP8 (hidden 5120, moe_intermediate 1536, 160 experts, top-8: N 192),
+#: ERNIE-4.5-21B-A3B at TP1 (hidden 2560, moe_intermediate 1536, 64 experts, top-6), OLMoE-1B-7B
+#: at TP1 (hidden 2048, intermediate 1024, 64 experts, top-8).
+HELDOUT_SETS = {
+    "round1": {
+        "DeepSeek-V3-TP8": (256, 256, 7168, 8),
+        "Qwen2-57B-A14B-TP2": (64, 1280, 3584, 8),
+        "MiniMax-M2-TP1": (256, 1536, 3072, 8),
+    },
+    "round2": {
+        "GLM-4.5-TP8": (160, 192, 5120, 8),
+        "ERNIE-4.5-21B-A3B-TP1": (64, 1536, 2560, 6),
+        "OLMoE-1B-7B-TP1": (64, 1024, 2048, 8),
+    },
 }
 DECODE = (1, 2, 4, 8)
 MID = (16, 64)
@@ -180,7 +191,7 @@ def exhaustive(tuned: dict[str, dict[int, tuple[str, str | None]]], workers: int
                      for d in DTYPES], "plan_file": "in-process"}  # fmt: skip
     t0 = time.time()
     res = moe_sweep.run_sweep(doc, list(range(len(doc["cases"]))), small_tiles_up_to(1), workers=workers,
-                              budget_s=budget_s * 0.85, warm_budget_s=budget_s * 0.55, small_m_full=True)  # fmt: skip
+                              budget_s=budget_s * 0.85, warm_budget_s=budget_s * 0.6, small_m_full=True)  # fmt: skip
     sweep_s = time.time() - t0
     out: dict[str, Any] = {"sweep_wall_s": sweep_s, "warm_s": res.get("warm_s"), "sample": list(SAMPLE),
                            "not_warmed_in_time": len(res.get("not_warmed_in_time", [])),
@@ -232,17 +243,17 @@ def _geo(xs: list[float]) -> float:
 # ------------------------------------------------------------------------------ (c) held-out shapes
 
 
-def heldout(workers: int | None, budget_s: float) -> dict[str, Any]:
+def heldout(shapes: dict[str, tuple[int, int, int, int]], workers: int | None, budget_s: float) -> dict[str, Any]:
     from sglang_consumer_gpu.measure import moe_sweep
 
-    out: dict[str, Any] = {"groups": []}
+    out: dict[str, Any] = {"shapes": shapes, "groups": []}
     t0 = time.time()
     for grid in (DECODE, MID):
         left = budget_s - (time.time() - t0)
         if left < 40:
             out["groups"].append({"grid": list(grid), "not_run": f"{left:.0f} s left"})
             continue
-        doc = {"cases": [plan_case(n, d, dt, grid) for n, d in HELDOUT.items() for dt in (None, "fp8_w8a8")],
+        doc = {"cases": [plan_case(n, d, dt, grid) for n, d in shapes.items() for dt in (None, "fp8_w8a8")],
                "plan_file": "in-process"}  # fmt: skip
         res = moe_sweep.run_sweep(doc, list(range(len(doc["cases"]))), small_tiles_up_to(8), workers=workers,
                                   budget_s=left * 0.9, warm_budget_s=left * 0.3, small_m_full=True,
@@ -330,8 +341,18 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     ap.add_argument("--budget-s", type=float, default=380.0, help="the whole run's wall clock")
     ap.add_argument("--workers", type=int, default=None, help="compile processes (default: cores - 1)")
+    ap.add_argument("--sections", default="a,b,c", help="which of (a) tuner, (b) exhaustive, (c) held-out to run; "
+                    "(b) needs (a). A later call can run c alone on the same caches: export TUNE_CHECK_SCRATCH, "
+                    "TRITON_CACHE_DIR and SGLANG_CONSUMER_GPU_CACHE_DIR to the same paths in both calls")
+    ap.add_argument("--heldout", choices=sorted(HELDOUT_SETS), default="round2", help="which held-out shapes (c) times")
     ap.add_argument("--plot", type=Path, help="only redraw the PNG from an existing tune_check.json")
     a = ap.parse_args()
+    sections = set(a.sections.split(","))
+    if not sections <= {"a", "b", "c"} or ("b" in sections and "a" not in sections):
+        ap.error(f"--sections {a.sections!r}: a comma-separated subset of a,b,c, with a wherever b is")
+    # shares of the budget: (a) ends at a_end, (b) at b_end, (c) takes the rest
+    a_end = 0.38 if "c" in sections else 0.42
+    b_end = 0.74 if "c" in sections else 0.97
     if a.plot:
         plot(json.loads(a.plot.read_text()), a.plot.with_suffix(".png"))
         return 0
@@ -339,11 +360,12 @@ def main() -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     from sglang_consumer_gpu.measure.common import environment
 
-    doc: dict[str, Any] = {"environment": environment(), "budget_s": a.budget_s, "tuner": [], "not_run": []}
+    doc: dict[str, Any] = {"environment": environment(), "budget_s": a.budget_s, "sections": sorted(sections),
+                           "tuner": [], "not_run": []}  # fmt: skip
     write(doc, a.out)
-    # (a): about 45 % of the budget, split between the dtypes (the tuner's own --budget-s bounds its search)
-    for i, dtype in enumerate(DTYPES):
-        left = a.budget_s * 0.45 - (time.time() - t0)
+    # (a): split between the dtypes (the tuner's own --budget-s bounds its search)
+    for i, dtype in enumerate(DTYPES if "a" in sections else ()):
+        left = a.budget_s * a_end - (time.time() - t0)
         share = max(30.0, left / (len(DTYPES) - i) - 15)
         log(f"(a) tune-moe {dtype}: search budget {share:.0f} s")
         doc["tuner"].append(guarded({"dtype": dtype, "rc": None, "wall_s": 0.0, "record": {},
@@ -363,22 +385,22 @@ def main() -> int:
             # wall seconds of the compile waves per kernel specialization on this host (both GEMMs,
             # the oracle's sm_89 check and the parallel workers included)
             per_kernel.append(c["compile_s"] / c["kernel_variants"])
-    # (b): until 80 % of the budget
-    left = a.budget_s * 0.8 - (time.time() - t0)
-    if left > 60:
+    # (b)
+    left = a.budget_s * b_end - (time.time() - t0)
+    if "b" in sections and left > 60:
         log(f"(b) exhaustive sample: {left:.0f} s")
         per = sum(per_kernel) / len(per_kernel) if per_kernel else None
         doc["exhaustive"] = guarded({"cases": []}, exhaustive, tuned, a.workers, left, per)
         for c in doc["exhaustive"]["cases"]:
             log(f"(b) {c['dtype']}: tuned / exhaustive geomean {c['geomean']:.3f}, min {c['min']:.3f}")
-    else:
+    elif "b" in sections:
         doc["not_run"].append(f"exhaustive: {left:.0f} s left")
     write(doc, a.out)
     # (c): the rest
     left = a.budget_s - 15 - (time.time() - t0)
-    if left > 40:
+    if "c" in sections and left > 40:
         log(f"(c) held-out shapes: {left:.0f} s")
-        doc["heldout"] = guarded({"groups": []}, heldout, a.workers, left)
+        doc["heldout"] = guarded({"groups": []}, heldout, HELDOUT_SETS[a.heldout], a.workers, left)
         doc["heldout_verdict"] = judge_heldout(doc["heldout"])
         doc["heldout_ratios"], doc["heldout_ratios_default"] = {}, {}
         for g in doc["heldout"]["groups"]:
@@ -389,7 +411,7 @@ def main() -> int:
                 )
             if "table" in g:
                 print(g["table"], flush=True)
-    else:
+    elif "c" in sections:
         doc["not_run"].append(f"heldout: {left:.0f} s left")
     doc["wall_s"] = time.time() - t0
     write(doc, a.out)

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from sglang_consumer_gpu.measure.compile import spawn_pool
 from sglang_consumer_gpu.measure.moe import (
     CONFIG_KEYS,
     MoeCase,
@@ -100,17 +99,12 @@ def _oracle_shared(item: tuple[Any, MoeShape, dict[str, int]]) -> int | None:
         return None
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Spawned processes: a forked child of a process that holds a CUDA context cannot use it."""
-    return ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"))
-
-
 def prove_space(spec: Any, shape: MoeShape, workers: int) -> tuple[list[dict[str, Any]], int]:
     """(configs the oracle proves fit ``spec``, with ``shared_sm89`` and ``estimate``; candidates tried)."""
     from sglang_consumer_gpu.moe.smem import estimate_shared
 
     cands, _ = bound_space(spec, shape)
-    with _pool(workers) as pool:
+    with spawn_pool(workers) as pool:
         shared = list(pool.map(_oracle_shared, [(spec, shape, c) for c in cands], chunksize=8))
     proven = [
         {**c, "shared_sm89": sh, "estimate": estimate_shared(c, shape.dtype)}
@@ -191,7 +185,7 @@ def run_sweep(
     bad = {jk for jk, w in why.items() if w}
     results: dict[str, Any] = {
         **environment(), "plan_file": doc.get("plan_file"), "small_m_full": small_m_full,
-        "compile_failed_on_device": sorted({f"{cases[jk[0]]['name']}|{jk[2]}" for jk in bad if why[jk] != LATE}),
+        "compile_failed_on_device": {f"{cases[jk[0]]['name']}|{jk[2]}": why[jk] for jk in sorted(bad) if why[jk] != LATE},
         "not_warmed_in_time": sorted({f"{cases[jk[0]]['name']}|{jk[2]}" for jk in bad if why[jk] == LATE}),
         "warm_s": time.time() - t0, "points_not_reached": [], "cases": [],
     }  # fmt: skip
@@ -247,12 +241,14 @@ def run_sweep(
         left = None if budget_s is None else t0 + budget_s
         done = precompile(list(extra.values()), workers, deadline=left)
         for ci, pr in pending:
-            if budget_s is not None and time.time() - t0 > budget_s:
-                break
             layer = MoeLayer(MoeCase(case_shape(cases[ci]), pr["M"]))
-            for (rci, rM, k), job in extra.items():
-                if rci == ci and rM == pr["M"] and not done.get(job.key):
-                    pr["space_us"][k] = timer.time(layer.gemms(dict(job.config)), len(layer.slots)).us
+            if budget_s is not None and time.time() - t0 > budget_s:
+                # past the budget the point keeps its sweep: finalists re-timed, GROUP_SIZE_M not refined
+                pr["group_size_refined"] = False
+            else:
+                for (rci, rM, k), job in extra.items():
+                    if rci == ci and rM == pr["M"] and not done.get(job.key):
+                        pr["space_us"][k] = timer.time(layer.gemms(dict(job.config)), len(layer.slots)).us
             _finish(pr, layer, timer)
             del layer
             torch.cuda.empty_cache()
@@ -297,7 +293,7 @@ def oracle_recheck(results: dict[str, Any], spec: Any, workers: int) -> dict[str
                     )
     if not items:
         return {}
-    with _pool(min(workers, len(items))) as pool:
+    with spawn_pool(min(workers, len(items))) as pool:
         shared = list(pool.map(_oracle_shared, items.values()))
     return {k: {"shared_sm89": sh, "fits": sh is not None and sh <= spec.smem_per_block_optin}
             for k, sh in zip(items, shared, strict=True)}  # fmt: skip
