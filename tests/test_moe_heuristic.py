@@ -7,7 +7,12 @@ import itertools
 import pytest
 
 from sglang_consumer_gpu.hardware import KNOWN_GPUS, find_gpu
-from sglang_consumer_gpu.moe.heuristic import batch_bucket, heuristic_config
+from sglang_consumer_gpu.moe.heuristic import (
+    ALONE_BLOCKS_PER_SM,
+    _blocks_per_sm,
+    batch_bucket,
+    heuristic_config,
+)
 from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape
 from sglang_consumer_gpu.moe.smem import estimate_shared
 
@@ -59,22 +64,36 @@ def test_block_quant_k_tile_divides_quant_block():
 
 def test_k_tile_and_pipeline_follow_the_shorter_reduction():
     """v2: BLOCK_SIZE_K pads neither reduction (w1: K, w2: N) by more than 1/8, and the pipeline
-    is no deeper than the shorter K loop has steps, plus one (docs/moe.md, "Heuristic v2")."""
+    is no deeper than the shorter K loop has steps, plus one (docs/moe.md, "Heuristic v2");
+    v4: where a block is alone on its SM, w1's loop (over K) bounds it instead."""
     spec = find_gpu("RTX 4090")
     for shape, M in itertools.product(SHAPES, STANDARD_BATCH_GRID):
         cfg = heuristic_config(M, shape, spec)
         bk = cfg["BLOCK_SIZE_K"]
         for length in (shape.N, shape.K):
             assert bk <= 32 or (-length) % bk <= length / 8, (shape.label, M, cfg)
-        steps = -(-min(shape.N, shape.K) // bk)
+        alone = _blocks_per_sm(M * shape.topk, shape, spec) <= ALONE_BLOCKS_PER_SM
+        steps = -(-(shape.K if alone else min(shape.N, shape.K)) // bk)
         assert cfg["num_stages"] <= max(2, steps + 1), (shape.label, M, cfg)
+
+
+def test_a_block_alone_on_its_sm_takes_the_deep_pipeline():
+    """v4: DeepSeek-V3 at TP8 (N = 256, K = 7168): at M = 1 the grid has 0.5 blocks per SM and
+    w1's 56-step loop sets the depth (H200, fp8 16x32x128: 5 stages 25.5 us, 3 stages 34.1 us);
+    at M = 4 (1.9 blocks per SM) w2's 2-step loop caps it at 3 again (bf16 3 stages 91.6 us,
+    5 stages 111.6 us)."""
+    spec = find_gpu("RTX 4090")
+    for dtype in (None, "fp8_w8a8"):
+        dsv3 = MoeShape(256, 256, 7168, 8, dtype)
+        assert heuristic_config(1, dsv3, spec)["num_stages"] == 5
+        assert heuristic_config(4, dsv3, spec)["num_stages"] == 3
 
 
 def test_decode_k_tile_on_a_short_intermediate_size():
     """Qwen3-235B-A22B at TP4 (N = 384): 256-deep K tiles pad w2's reduction by a third and
     measured 0.82-0.93x the best at M <= 64 on the H100; Qwen3-30B-A3B (N = 768) keeps them."""
     spec = find_gpu("RTX 4090")
-    tp4 = heuristic_config(1, MoeShape(128, 384, 4096, 8, "fp8_w8a8"), spec)
+    tp4 = heuristic_config(4, MoeShape(128, 384, 4096, 8, "fp8_w8a8"), spec)
     assert (tp4["BLOCK_SIZE_K"], tp4["num_stages"]) == (128, 4)
     q30 = heuristic_config(4, MoeShape(128, 768, 2048, 8, "fp8_w8a8"), spec)
     assert (q30["BLOCK_SIZE_K"], q30["num_stages"]) == (256, 4)

@@ -33,6 +33,10 @@ over N, the per-GPU intermediate size, which tensor parallelism makes short
   pipeline deeper than the shorter K loop only holds shared memory (fewer
   blocks per SM) without more loads in flight (fp8 16x32x256 at N = 768 or
   704, three K steps: 4 stages beat 5 at every M <= 64 by 1-4 %).
+  Except (v4) when the grid has at most 0.75 blocks per SM: a block alone on
+  its SM loses no occupancy to unused stages, and w1's K loop, twice w2's
+  bytes, wants them (DeepSeek-V3 at TP8, N = 256, K = 7168, M = 1, on the
+  H200, fp8: 16x32x128 at 5 stages 25.5 us, at 3 stages 34.1 us).
 
 Pure function of its arguments; cached per (batch bucket, shape, GPU).
 """
@@ -57,6 +61,9 @@ MAX_K_PADDING = 1 / 8
 #: Decode batches whose grid gives fewer blocks per SM than this (at BLOCK_SIZE_N 64) take the
 #: latency-bound tile (v3, fitted on the H100 runs' M = 1 and 4 points of six shapes).
 MIN_BLOCKS_PER_SM = 2
+#: Decode batches with at most this many blocks per SM (same count) size their pipeline by w1's
+#: K loop instead of the shorter one (v4, fitted on the H200 held-out runs of 2026-12-01).
+ALONE_BLOCKS_PER_SM = 0.75
 #: SMs assumed for a generic spec that does not know its SM count (an RTX 4090 has 128).
 SMS_IF_UNKNOWN = 128
 
@@ -85,13 +92,13 @@ def _k_padding(bk: int, length: int) -> float:
     return (-length) % bk / length
 
 
-def _starved(routed: int, shape: MoeShape, spec: GpuSpec) -> bool:
-    """Fewer than :data:`MIN_BLOCKS_PER_SM` blocks per SM in the GEMM of the layer with fewer
-    blocks (w1: 2N outputs, w2: K outputs per active expert) at BLOCK_SIZE_N 64 and one
-    16-row M tile per active expert (the decode regime)."""
+def _blocks_per_sm(routed: int, shape: MoeShape, spec: GpuSpec) -> float:
+    """Blocks per SM in the GEMM of the layer with fewer blocks (w1: 2N outputs, w2: K outputs
+    per active expert) at BLOCK_SIZE_N 64 and one 16-row M tile per active expert (the decode
+    regime)."""
     active = expected_active_experts(routed, shape.E)
     blocks = active * min(-(-2 * shape.N // 64), -(-shape.K // 64))
-    return blocks < MIN_BLOCKS_PER_SM * (spec.sm_count or SMS_IF_UNKNOWN)
+    return blocks / (spec.sm_count or SMS_IF_UNKNOWN)
 
 
 def _fit(cfg: dict[str, int], shape: MoeShape, spec: GpuSpec, max_stages: int) -> dict[str, int] | None:
@@ -125,6 +132,7 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
     wide = shape.dtype in (None, "float32", "int8_w8a16", "int4_w4a16")  # 2-byte A operand
     routed = M * shape.topk
     per_expert = routed / expected_active_experts(routed, shape.E)
+    alone = False  # at most one block per SM: shared memory costs no occupancy
 
     if per_expert <= SMALL_TOKENS:
         # Memory-bound: each active expert's weights are streamed once; the
@@ -135,7 +143,9 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         # 4-stage pipeline and 8-bit a 256-deep K tile (docs/moe.md,
         # "Heuristic v3: the decode end").
         bm, warps, group = 16, 4, 1
-        if _starved(routed, shape, spec):
+        per_sm = _blocks_per_sm(routed, shape, spec)
+        alone = per_sm <= ALONE_BLOCKS_PER_SM
+        if per_sm < MIN_BLOCKS_PER_SM:
             bn, bk, max_stages = 32, 128, _MAX_STAGES
         elif wide:
             bn, bk, max_stages = 64, 128, 4
@@ -166,8 +176,11 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         while bk > 16 and qk % bk:
             bk //= 2
         bk = min(bk, qk)
-    # No more pipeline stages than the shorter K loop (w2 reduces over N) has steps, plus one.
-    max_stages = max(2, min(max_stages, -(-min(shape.N, shape.K) // bk) + 1))
+    # No more pipeline stages than the shorter K loop (w2 reduces over N) has steps, plus one;
+    # a block alone on its SM pays nothing for unused stages, so there w1's loop (over K, twice
+    # w2's bytes) sets the depth.
+    loop = shape.K if alone else min(shape.N, shape.K)
+    max_stages = max(2, min(max_stages, -(-loop // bk) + 1))
 
     cfg = {
         "BLOCK_SIZE_M": bm,
