@@ -208,3 +208,57 @@ def test_lookup_warns_once_for_a_file_tuned_under_another_triton(
     hits = [r for r in caplog.records if "tuned under Triton" in r.getMessage()]
     assert len(hits) == (1 if warns else 0)
     lookup.clear_cache()
+
+
+def test_ctrl_c_during_a_compile_wave_leaves_a_state_the_rerun_resumes(tmp_path: Path) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C) while compile workers are busy:
+    the workers ignore it, the tuner saves its state and exits 130, no config is recorded as a
+    compiler crash, and the same command then resumes and writes the file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = Path(__file__).parent / "_tune_interrupted.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)])}
+    out, marker = tmp_path / "out", tmp_path / "compiling"
+    cmd = [sys.executable, str(script), str(out), str(marker)]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate(timeout=60)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err and "Traceback" not in err
+    states = list((out / ".tune-moe").glob("*.state.json"))
+    assert len(states) == 1 and not (out / BF16_FILE).exists()
+    assert "crashed" not in states[0].read_text()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from" in again.stdout
+    assert load_config_file(out / BF16_FILE, dtype=None, block_shape=None, spec=RTX_4090)
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_still_reads_as_an_interrupt(
+    fake_gpu, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    """The KeyboardInterrupt can land inside the process pool's lock handling, whose cleanup then
+    raises RuntimeError("release unlocked lock") (seen on the H200): still exit 130 with the
+    resume hint, and the state is on disk."""
+
+    class LockTrouble(FakeBench):
+        def time(self, M: int, key: str, skip: float | None):  # type: ignore[override]
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise RuntimeError("release unlocked lock")
+
+    monkeypatch.setattr(bench_mod, "GpuBench", lambda *_, **__: LockTrouble())
+    out = tmp_path / "out"
+    assert tune("--E", "128", "--N", "768", "--K", "2048", "--topk", "8", *GRID, "--output", str(out)) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert list((out / ".tune-moe").glob("*.state.json"))

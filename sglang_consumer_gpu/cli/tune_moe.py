@@ -193,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu.tune import report
     from sglang_consumer_gpu.tune.bench import GpuBench, triton_cache_entries
     from sglang_consumer_gpu.tune.run import tune
+    from sglang_consumer_gpu.tune.search import during_interrupt
     from sglang_consumer_gpu.tune.state import LockedError
 
     reqs = requests(args)
@@ -203,17 +204,19 @@ def run(args: argparse.Namespace) -> int:
         same = (r.target.name, r.target.capability) == (r.live.name, r.live.capability)
         return GpuBench(r.shape, r.act_dtype, r.target, live_target=same, workers=r.workers)
 
+    interrupted = "tune-moe: interrupted; run the same command again to continue where it stopped"
     try:
         outcomes = tune(reqs, bench, say)
     except KeyboardInterrupt:
-        print(
-            "tune-moe: interrupted; run the same command again to continue where it stopped", file=sys.stderr
-        )
+        print(interrupted, file=sys.stderr)
         return 130
     except LockedError as exc:
         print(f"sglang-consumer-gpu tune-moe: error: {exc}", file=sys.stderr)
         return 3
     except (OSError, RuntimeError) as exc:
+        if during_interrupt(exc):
+            print(interrupted, file=sys.stderr)
+            return 130
         print(f"sglang-consumer-gpu tune-moe: error: {exc}", file=sys.stderr)
         return 1
     after = triton_cache_entries()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,6 +49,25 @@ class Job(Protocol):
 
 def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def spawn_pool(workers: int, initializer: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    """``workers`` spawned processes (a forked child of a process that holds a CUDA context cannot
+    use it), all started now with SIGINT ignored, which they keep from birth: a terminal's Ctrl-C
+    reaches the whole process group, and only the parent should act on it (save what it learned,
+    say how to continue). A worker it killed would break the pool, and every job still queued
+    would read as a compiler crash."""
+    pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=initializer)  # fmt: skip
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        for _ in range(max(1, workers)):  # each submit starts a worker while none is idle
+            pool.submit(int)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, before)
+    return pool
 
 
 def chunks(jobs: Sequence[Job], workers: int, first: Iterable[str] = ()) -> list[list[Job]]:
@@ -109,15 +130,14 @@ def precompile(
         if on_done is not None:
             on_done(len(out))
         return out
-    ctx = multiprocessing.get_context("spawn")
     out = {}
     if on_done is None:
-        with ProcessPoolExecutor(len(parts), mp_context=ctx) as pool:
+        with spawn_pool(len(parts)) as pool:
             for part in pool.map(_run_chunk, [(p, deadline, quiet) for p in parts]):
                 out.update(part)
         return out
     groups = chunks(jobs, len({j.group for j in jobs}), first)  # one list per group, costliest first
-    with ProcessPoolExecutor(min(n_workers, len(groups)), mp_context=ctx) as pool:
+    with spawn_pool(min(n_workers, len(groups))) as pool:
         futures = [pool.submit(_run_chunk, (g, deadline, quiet)) for g in groups]
         for future in as_completed(futures):
             part = future.result()

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import OrderedDict
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.measure.compile import LATE, default_workers
+from sglang_consumer_gpu.measure.compile import LATE, default_workers, spawn_pool
 from sglang_consumer_gpu.measure.moe import MoeCase, MoeJob, parse_config_key
 from sglang_consumer_gpu.measure.timer import Timer, Timing
 from sglang_consumer_gpu.moe.shape import MoeShape
@@ -166,8 +165,7 @@ class GpuBench:
         if self._pool is None:
             if self.device == "cuda":
                 self._prime()
-            ctx = multiprocessing.get_context("spawn")  # a forked child cannot use the parent's CUDA context
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init)
+            self._pool = spawn_pool(self.workers, initializer=_worker_init)
         return self._pool
 
     def compile(

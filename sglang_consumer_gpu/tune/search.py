@@ -97,6 +97,19 @@ def _noop(*_: Any, **__: Any) -> None:
     return None
 
 
+def during_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while a Ctrl-C unwound the run: the KeyboardInterrupt can land
+    inside the standard library's process-pool and lock code, whose cleanup then raises (on the
+    H200: "RuntimeError: release unlocked lock"). Such an error is the interrupt, not a verdict
+    on the config being compiled or timed."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
 class Search:
     """Runs :func:`search`'s phases over a :class:`Problem` on a :class:`Bench` (see the module
     docstring). ``deadline`` (``bench.now()`` seconds): no new wave or refinement after it;
@@ -205,6 +218,8 @@ class Search:
                 try:
                     t = self.bench.time(M, k, None if est is None else EARLY_EXIT * est)
                 except Exception as exc:
+                    if during_interrupt(exc):
+                        raise KeyboardInterrupt from exc
                     self.state.failed[k] = f"M={M}: {type(exc).__name__}: {str(exc)[:200]}"
                 else:
                     self.state.timed.setdefault(M, {})[k] = [t.us, t.estimate_us, t.skipped]
