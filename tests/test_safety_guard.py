@@ -96,13 +96,18 @@ def _tile_launch(m: int = 1024, **meta: Any) -> Any:
     return _launch(_tile, m, **{**defaults, **meta})
 
 
+def _safety_net_targets() -> Iterator[tuple[Any, Any, str, Any]]:
+    """Each safety-net patch with the object and attribute it replaces, and what is there now."""
+    for patch in safety_net.PATCHES:
+        __import__(patch.module)
+        yield (patch, *registry._resolve(sys.modules[patch.module], patch.attr))
+
+
 @contextlib.contextmanager
 def safety_net_installed() -> Iterator[None]:
     """Register and apply the two safety-net patches; afterwards put back exactly what was there."""
     saved = []
-    for patch in safety_net.PATCHES:
-        __import__(patch.module)
-        owner, name, current = registry._resolve(sys.modules[patch.module], patch.attr)
+    for patch, owner, name, current in _safety_net_targets():
         saved.append(
             (
                 patch,
@@ -133,9 +138,7 @@ def safety_net_installed() -> Iterator[None]:
 def safety_net_removed() -> Iterator[None]:
     """Triton as it ships, whatever earlier tests (plugin activation) left installed."""
     saved = []
-    for patch in safety_net.PATCHES:
-        __import__(patch.module)
-        owner, name, current = registry._resolve(sys.modules[patch.module], patch.attr)
+    for _, owner, name, current in _safety_net_targets():
         marker = getattr(current, registry.MARKER, None)
         if marker is not None:
             saved.append((owner, name, current))
