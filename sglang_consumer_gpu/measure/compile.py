@@ -57,12 +57,12 @@ def spawn_pool(workers: int, initializer: Callable[[], None] | None = None) -> P
     reaches the whole process group, and only the parent should act on it (save what it learned,
     say how to continue). A worker it killed would break the pool, and every job still queued
     would read as a compiler crash."""
-    pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=initializer)  # fmt: skip
+    n = max(1, workers)
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=initializer)
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
     before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        for _ in range(max(1, workers)):  # each submit starts a worker while none is idle
+        for _ in range(n):  # each submit starts a worker while none is idle
             pool.submit(int)
     finally:
         if main:
