@@ -9,8 +9,11 @@ import pytest
 from sglang_consumer_gpu.hardware import KNOWN_GPUS, find_gpu
 from sglang_consumer_gpu.moe.heuristic import (
     ALONE_BLOCKS_PER_SM,
+    FEW_BLOCKS_PER_SM,
+    SMALL_TOKENS,
     _blocks_per_sm,
     batch_bucket,
+    expected_active_experts,
     heuristic_config,
 )
 from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape
@@ -23,6 +26,8 @@ SHAPES = [
     MoeShape(64, 1408, 2048, 6),  # DeepSeek-V2-Lite
     MoeShape(8, 7168, 4096, 2),  # Mixtral-8x7B TP2
     MoeShape(8, 14336, 4096, 2, "fp8_w8a8"),
+    MoeShape(8, 7168, 4096, 2, "fp8_w8a8", (128, 128)),  # long reductions, block-quantized
+    MoeShape(160, 192, 5120, 8, "fp8_w8a8"),  # GLM-4.5 TP8
     MoeShape(128, 1536, 4096, 8, "fp8_w8a8", (128, 128)),  # Qwen3-235B-A22B TP2
     MoeShape(128, 384, 4096, 8, "fp8_w8a8"),  # Qwen3-235B-A22B TP4
     MoeShape(512, 512, 2048, 10),  # Qwen3-Next
@@ -62,60 +67,76 @@ def test_block_quant_k_tile_divides_quant_block():
             assert shape.block_shape[1] % cfg["BLOCK_SIZE_K"] == 0, (shape.label, M, cfg)
 
 
+def _decode(M: int, shape: MoeShape) -> bool:
+    routed = M * shape.topk
+    return routed / expected_active_experts(routed, shape.E) <= SMALL_TOKENS
+
+
 def test_k_tile_and_pipeline_follow_the_shorter_reduction():
-    """v2: BLOCK_SIZE_K pads neither reduction (w1: K, w2: N) by more than 1/8, and the pipeline
-    is no deeper than the shorter K loop has steps, plus one (docs/moe.md, "Heuristic v2");
-    v4: where a block is alone on its SM, w1's loop (over K) bounds it instead."""
+    """v2, outside the decode regime: BLOCK_SIZE_K pads neither reduction (w1: K, w2: N) by more
+    than 1/8, and the pipeline is no deeper than the shorter K loop has steps, plus one
+    (docs/moe.md, "Heuristic v2")."""
     spec = find_gpu("RTX 4090")
+    checked = 0
     for shape, M in itertools.product(SHAPES, STANDARD_BATCH_GRID):
+        if _decode(M, shape):
+            continue
         cfg = heuristic_config(M, shape, spec)
         bk = cfg["BLOCK_SIZE_K"]
         for length in (shape.N, shape.K):
             assert bk <= 32 or (-length) % bk <= length / 8, (shape.label, M, cfg)
-        alone = _blocks_per_sm(M * shape.topk, shape, spec) <= ALONE_BLOCKS_PER_SM
-        steps = -(-(shape.K if alone else min(shape.N, shape.K)) // bk)
-        assert cfg["num_stages"] <= max(2, steps + 1), (shape.label, M, cfg)
+        assert cfg["num_stages"] <= max(2, -(-min(shape.N, shape.K) // bk) + 1), (shape.label, M, cfg)
+        checked += 1
+    assert checked > 50
 
 
-def test_a_block_alone_on_its_sm_takes_the_deep_pipeline():
-    """v4: DeepSeek-V3 at TP8 (N = 256, K = 7168): at M = 1 the grid has 0.5 blocks per SM and
-    w1's 56-step loop sets the depth (H200, fp8 16x32x128: 5 stages 25.5 us, 3 stages 34.1 us);
-    at M = 4 (1.9 blocks per SM) w2's 2-step loop caps it at 3 again (bf16 3 stages 91.6 us,
-    5 stages 111.6 us)."""
-    spec = find_gpu("RTX 4090")
+TILE = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_stages")
+
+
+def _tile(M: int, shape: MoeShape, gpu: str = "RTX 4090") -> tuple[int, ...]:
+    return tuple(heuristic_config(M, shape, find_gpu(gpu))[k] for k in TILE)
+
+
+def test_decode_tile_follows_the_blocks_per_sm():
+    """v5 (docs/moe.md, "Heuristic v5"; every BLOCK_SIZE_M 16 tile timed interleaved on the
+    H200, results/h200/tune/decode_fit/): a block alone on its SM takes 16x32x128 at 5 stages,
+    a few blocks per SM 128-byte K steps at 5 stages, more blocks 3 stages, and past eight
+    16-bit doubles its K step. Qwen3-30B-A3B at M = 1, 4, 16 is 1.5, 5.3, 15.2 blocks per SM."""
+    dsv3 = (256, 256, 7168, 8)  # TP8: M = 1 is 0.49 blocks per SM
+    qwen = (128, 768, 2048, 8)
     for dtype in (None, "fp8_w8a8"):
-        dsv3 = MoeShape(256, 256, 7168, 8, dtype)
-        assert heuristic_config(1, dsv3, spec)["num_stages"] == 5
-        assert heuristic_config(4, dsv3, spec)["num_stages"] == 3
+        assert _tile(1, MoeShape(*dsv3, dtype)) == (16, 32, 128, 5)
+    bf16, fp8 = MoeShape(*qwen), MoeShape(*qwen, "fp8_w8a8")
+    assert [_tile(M, bf16) for M in (1, 4, 16)] == [(16, 64, 64, 5), (16, 64, 64, 3), (16, 64, 128, 3)]
+    assert [_tile(M, fp8) for M in (1, 4, 16)] == [(16, 64, 128, 5), (16, 64, 128, 3), (16, 64, 128, 4)]
 
 
-def test_decode_k_tile_on_a_short_intermediate_size():
-    """Qwen3-235B-A22B at TP4 (N = 384): 256-deep K tiles pad w2's reduction by a third and
-    measured 0.82-0.93x the best at M <= 64 on the H100; Qwen3-30B-A3B (N = 768) keeps them."""
-    spec = find_gpu("RTX 4090")
-    tp4 = heuristic_config(4, MoeShape(128, 384, 4096, 8, "fp8_w8a8"), spec)
-    assert (tp4["BLOCK_SIZE_K"], tp4["num_stages"]) == (128, 4)
-    q30 = heuristic_config(4, MoeShape(128, 768, 2048, 8, "fp8_w8a8"), spec)
-    assert (q30["BLOCK_SIZE_K"], q30["num_stages"]) == (256, 4)
+def test_long_reductions_take_256_byte_k_steps():
+    """Mixtral-8x7B at TP2 (N 7168, K 4096): past a few blocks per SM both widths step 256 bytes
+    of K at 4 stages (H200, M = 4: bf16 16x64x128 s4 0.999 of the best, 16x64x64 s3 0.972);
+    a block-quantized layer still steps no further than its quant block."""
+    mixtral = (8, 7168, 4096, 2)
+    assert _tile(4, MoeShape(*mixtral)) == (16, 64, 128, 4)
+    assert _tile(4, MoeShape(*mixtral, "fp8_w8a8")) == (16, 64, 256, 4)
+    assert _tile(4, MoeShape(*mixtral, "fp8_w8a8", (128, 128)))[2] == 128
 
 
-def test_decode_end_follows_the_blocks_per_sm():
-    """v3: while the grid gives fewer than two blocks per SM (at BLOCK_SIZE_N 64), the decode tile
-    is 16x32x128 for both widths (H100, M = 1 of six shapes: fp8 128-deep 0.95-1.00x the best vs
-    0.83-1.00x for 256-deep); with more blocks 16-bit takes 16x64x128 with 4 stages (M = 4:
-    0.993-1.000x, the v2 tile 0.95-1.00x) and 8-bit keeps 16x32x256 (docs/moe.md, v3)."""
-    spec = find_gpu("RTX 4090")
-    bf16, fp8 = MoeShape(128, 768, 2048, 8), MoeShape(128, 768, 2048, 8, "fp8_w8a8")
-    tile = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_stages")
-    for shape in (bf16, fp8):
-        assert tuple(heuristic_config(1, shape, spec)[k] for k in tile) == (16, 32, 128, 5)
-    assert tuple(heuristic_config(4, bf16, spec)[k] for k in tile) == (16, 64, 128, 4)
-    assert tuple(heuristic_config(4, fp8, spec)[k] for k in tile) == (16, 32, 256, 4)
-    # Mixtral (8 experts, top-2): at M = 2 only ~4 experts are active, still starved on 128 SMs;
-    # a GPU with fewer SMs fills up at fewer blocks
+def test_decode_ignores_padding_of_the_short_reduction():
+    """GLM-4.5 at TP8 (N 192): 8-bit 16x64x128 pads w2's reduction by a third and was still the
+    best decode tile (H200, M = 2: 5 stages 1.00, v4's unpadded 16x32x64 0.82)."""
+    glm = MoeShape(160, 192, 5120, 8, "fp8_w8a8")
+    assert _tile(2, glm) == (16, 64, 128, 5)
+
+
+def test_fewer_sms_reach_the_shallow_pipeline_sooner():
+    """The bands count blocks per SM of the GPU the config is for: Mixtral-8x7B at M = 2 is 1.9
+    blocks per SM on an RTX 4090 (128 SMs) and more than FEW_BLOCKS_PER_SM on an L4 (58)."""
     mixtral = MoeShape(8, 7168, 4096, 2)
-    assert heuristic_config(2, mixtral, spec)["BLOCK_SIZE_N"] == 32
-    assert heuristic_config(2, mixtral, find_gpu("L4"))["BLOCK_SIZE_N"] == 64
+    assert _blocks_per_sm(2 * 2, mixtral, find_gpu("RTX 4090")) <= FEW_BLOCKS_PER_SM
+    assert _blocks_per_sm(2 * 2, mixtral, find_gpu("L4")) > FEW_BLOCKS_PER_SM
+    assert _tile(2, mixtral) == (16, 64, 64, 5)
+    assert _tile(2, mixtral, "L4") == (16, 64, 128, 4)
+    assert _blocks_per_sm(8, MoeShape(256, 256, 7168, 8), find_gpu("RTX 4090")) <= ALONE_BLOCKS_PER_SM
 
 
 def test_pure_and_cached_per_bucket():

@@ -96,7 +96,9 @@ def test_resumes_after_an_interrupt_without_repeating_work(tmp_path: Path) -> No
         M: r["config"] for M, r in ref.finished.items()
     }
     assert not set(first.timed) & set(second.timed)  # the interrupt saved every timing made
-    assert len(first.timed) + len(second.timed) == len(whole.timed)
+    # the resumed run plans its first wave from everything saved, the cut wave's timings included,
+    # so it may drop a candidate the uninterrupted run still timed; it never times more
+    assert len(first.timed) + len(second.timed) <= len(whole.timed)
     assert TuneState.load(path, {"x": 2})[1].startswith("ignored")  # another fingerprint: fresh
 
 
@@ -179,19 +181,25 @@ def test_on_the_h100s_recorded_timings(case: int) -> None:
     timings the search picks, at every batch size, a config within 1.5 % of the space's best
     GROUP_SIZE_M-1 config (run 1's GROUP_SIZE_M winners at M <= 64 were clock warm-up
     artefacts: their launch order cannot matter there), compiling 40-60 % of the kernels and
-    timing under a third of the (config, batch size) pairs that an exhaustive sweep does."""
+    timing under a third of the (config, batch size) pairs that an exhaustive sweep does.
+    Batch sizes where run 1 graph-timed under half the space are not judged: there the early
+    exit kept eager estimates (launch-bound, about 280 us at M = 1 against a 16-40 us kernel),
+    and the recorded best is whichever few configs were graph-timed."""
     c = json.loads((REPO / "results" / "moe_bench.json").read_text())["cases"][case]
     shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
-    data, default = {}, {}
+    data, default, judged = {}, {}, []
     for p in c["points"]:
         default[p["M"]] = key_of(p["default"]["config"])
         data[p["M"]] = {**p["skipped_eager_us"], **p["space_us"], default[p["M"]]: p["default"]["us"]}
+        if len(p["space_us"]) >= len(p["skipped_eager_us"]):
+            judged.append(p["M"])
     grid = tuple(sorted(data))
     prob = S.Problem(shape, grid, Space.for_shape(RTX_4090, shape),
                      {M: key_of(heuristic_config(M, shape, RTX_4090)) for M in grid}, default)  # fmt: skip
     bench, state = Replay(data), TuneState({})
     S.Search(prob, bench, state).run()
-    for M in grid:
+    assert len(judged) >= 4
+    for M in judged:
         best = min(v for k, v in data[M].items() if k == with_group(k, 1))
         assert best / state.finished[M]["us"] >= 0.985, (M, state.finished[M]["config"])
     exhaustive = sum(len({prob.job_class(M, k) for M in grid}) for k in prob.space.keys)

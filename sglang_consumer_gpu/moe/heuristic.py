@@ -5,10 +5,9 @@ data-center GPUs: 64x64x32 for bf16 at every batch size past E tokens,
 16x32x64 below. This module picks a tile per (batch-size bucket, shape, GPU):
 
 * Decode-sized batches are memory-bound: every active expert's weights are
-  streamed once, so the tile is the smallest legal BLOCK_SIZE_M (16), a long
-  BLOCK_SIZE_K so each load is a large contiguous run, and a BLOCK_SIZE_N
-  small enough to give every SM at least a couple of blocks (the kernel has no
-  split-K, N is the only axis that adds parallelism at tiny M).
+  streamed once, so the tile is the smallest legal BLOCK_SIZE_M (16), and the
+  K step and pipeline depth follow how many blocks each SM gets (the kernel
+  has no split-K: N is the only axis that adds blocks at tiny M).
 * Prefill-sized batches are compute-bound: the largest tiles and the deepest
   pipeline that fit, 8 warps once a tile reaches 128x128.
 * In between, BLOCK_SIZE_M follows the expected tokens per active expert.
@@ -21,22 +20,27 @@ scale per K tile, so BLOCK_SIZE_K must divide the quant block's K.
 
 Both GEMMs of the layer share one config, and the second one (``w2``) reduces
 over N, the per-GPU intermediate size, which tensor parallelism makes short
-(Qwen3-235B-A22B at TP4: N = 384). Two rules follow (v2, docs/moe.md
-"Heuristic v2"), both pure functions of the shape:
+(Qwen3-235B-A22B at TP4: N = 384). Outside the decode regime two rules follow
+(v2, docs/moe.md "Heuristic v2"), both pure functions of the shape:
 
 * K padding: BLOCK_SIZE_K is halved while it pads either reduction (N or K)
   by more than 1/8 (N = 384 at BLOCK_SIZE_K 256 is two K steps, the second
-  half masked: 33 % padding; measured on the H100, the 256-deep tiles ran at
-  0.80-0.93x the best at M <= 64 for both bf16 and fp8, the 128-deep ones at
-  0.95-1.00x).
+  half masked: 33 % padding).
 * Pipeline depth: at most ``ceil(min(N, K) / BLOCK_SIZE_K) + 1`` stages; a
-  pipeline deeper than the shorter K loop only holds shared memory (fewer
-  blocks per SM) without more loads in flight (fp8 16x32x256 at N = 768 or
-  704, three K steps: 4 stages beat 5 at every M <= 64 by 1-4 %).
-  Except (v4) when the grid has at most 0.75 blocks per SM: a block alone on
-  its SM loses no occupancy to unused stages, and w1's K loop, twice w2's
-  bytes, wants them (DeepSeek-V3 at TP8, N = 256, K = 7168, M = 1, on the
-  H200, fp8: 16x32x128 at 5 stages 25.5 us, at 3 stages 34.1 us).
+  pipeline deeper than the shorter K loop only holds shared memory.
+
+The decode regime (v5, docs/moe.md "Heuristic v5") is a table over one quantity,
+the blocks per SM the grid gives (:func:`_blocks_per_sm`): weights are streamed
+once, and what keeps enough loads in flight is blocks times stages. Few blocks
+per SM take a deep pipeline, many take a shallow one (more blocks resident);
+K steps are 128 bytes of a weight row (16-bit BLOCK_SIZE_K 64, 8-bit 128),
+256 bytes where both reductions are long. Fitted on all BLOCK_SIZE_M 16 tiles
+timed interleaved at M = 1..64 on 15 shapes (H200, decode_fit.py), where v4
+met the targets in 7 of 30 (shape, dtype) cells and the table in 29 (on 8
+shapes no fit had seen, 12 of 16); padding
+and the depth cap do not apply there (GLM-4.5 at TP8, N = 192, 8-bit M = 2:
+16x64x128 at 5 stages, padding w2 by a third, was the best tile; v4's
+16x32x64 ran at 0.82 of it).
 
 Pure function of its arguments; cached per (batch bucket, shape, GPU).
 """
@@ -58,12 +62,15 @@ LARGE_TOKENS = 40
 HUGE_TOKENS = 256
 #: A BLOCK_SIZE_K padding a GEMM's reduction by more than this fraction is halved.
 MAX_K_PADDING = 1 / 8
-#: Decode batches whose grid gives fewer blocks per SM than this (at BLOCK_SIZE_N 64) take the
-#: latency-bound tile (v3, fitted on the H100 runs' M = 1 and 4 points of six shapes).
-MIN_BLOCKS_PER_SM = 2
-#: Decode batches with at most this many blocks per SM (same count) size their pipeline by w1's
-#: K loop instead of the shorter one (v4, fitted on the H200 held-out runs of 2026-12-01).
-ALONE_BLOCKS_PER_SM = 0.75
+#: Decode tiles (v5) by blocks per SM (:func:`_blocks_per_sm`): at most ALONE, a block is alone
+#: on its SM and latency decides (16x32x128 with the deepest pipeline); up to FEW, 128-byte K
+#: steps at 5 stages; up to MANY, at 3 stages; beyond, 16-bit doubles its K step.
+ALONE_BLOCKS_PER_SM = 0.5
+FEW_BLOCKS_PER_SM = 2.5
+MANY_BLOCKS_PER_SM = 8
+#: Both reductions at least this long (Mixtral, gpt-oss): 256-byte K steps at 4 stages once the
+#: grid has more than FEW blocks per SM.
+LONG_REDUCTION = 2048
 #: SMs assumed for a generic spec that does not know its SM count (an RTX 4090 has 128).
 SMS_IF_UNKNOWN = 128
 
@@ -132,25 +139,25 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
     wide = shape.dtype in (None, "float32", "int8_w8a16", "int4_w4a16")  # 2-byte A operand
     routed = M * shape.topk
     per_expert = routed / expected_active_experts(routed, shape.E)
-    alone = False  # at most one block per SM: shared memory costs no occupancy
 
     if per_expert <= SMALL_TOKENS:
-        # Memory-bound: each active expert's weights are streamed once; the
-        # smallest M tile wastes nothing. When the grid cannot give every SM
-        # two blocks (there is no split-K; N is the only axis that adds
-        # blocks), latency is hidden inside a block: a narrow N tile and
-        # 128-deep K steps. Otherwise 16-bit takes a 64-wide N tile with a
-        # 4-stage pipeline and 8-bit a 256-deep K tile (docs/moe.md,
-        # "Heuristic v3: the decode end").
-        bm, warps, group = 16, 4, 1
+        # Memory-bound: each active expert's weights are streamed once; the smallest M tile
+        # wastes nothing, and the pipeline keeps the loads in flight (module docstring).
+        bm, bn, warps, group = 16, 64, 4, 1
+        step = 64 if wide else 128  # BLOCK_SIZE_K of a 128-byte K step
         per_sm = _blocks_per_sm(routed, shape, spec)
-        alone = per_sm <= ALONE_BLOCKS_PER_SM
-        if per_sm < MIN_BLOCKS_PER_SM:
+        if per_sm <= ALONE_BLOCKS_PER_SM:
             bn, bk, max_stages = 32, 128, _MAX_STAGES
+        elif per_sm <= FEW_BLOCKS_PER_SM:
+            bk, max_stages = step, _MAX_STAGES
+        elif min(shape.N, shape.K) >= LONG_REDUCTION:
+            bk, max_stages = 2 * step, 4
+        elif per_sm <= MANY_BLOCKS_PER_SM:
+            bk, max_stages = step, 3
         elif wide:
-            bn, bk, max_stages = 64, 128, 4
+            bk, max_stages = 2 * step, 3
         else:
-            bn, bk, max_stages = 32, 256, 4
+            bk, max_stages = step, 4
     elif per_expert < LARGE_TOKENS:
         # Transition: tiles as tall as the tokens an expert gets, wide enough
         # to amortise reading A; 16-bit wants a wide N tile, 8-bit (half the
@@ -169,18 +176,15 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         bk = 64 if wide else 128
         group = 16 if per_expert >= HUGE_TOKENS else 1
 
-    while bk > 32 and max(_k_padding(bk, shape.N), _k_padding(bk, shape.K)) > MAX_K_PADDING:
-        bk //= 2
+    if per_expert > SMALL_TOKENS:
+        while bk > 32 and max(_k_padding(bk, shape.N), _k_padding(bk, shape.K)) > MAX_K_PADDING:
+            bk //= 2
+        max_stages = max(2, min(max_stages, -(-min(shape.N, shape.K) // bk) + 1))
     if shape.block_shape is not None and all(shape.block_shape):
         qk = shape.block_shape[1]
         while bk > 16 and qk % bk:
             bk //= 2
         bk = min(bk, qk)
-    # No more pipeline stages than the shorter K loop (w2 reduces over N) has steps, plus one;
-    # a block alone on its SM pays nothing for unused stages, so there w1's loop (over K, twice
-    # w2's bytes) sets the depth.
-    loop = shape.K if alone else min(shape.N, shape.K)
-    max_stages = max(2, min(max_stages, -(-loop // bk) + 1))
 
     cfg = {
         "BLOCK_SIZE_M": bm,
