@@ -2,10 +2,14 @@
 
 For every point of the given result files, the config the heuristic picks NOW is looked up among
 the configs that run timed at that point (``space_us``, or the run's own default/heuristic entry);
-the predicted ratio is ``best_us / us(config)``. Points whose config was not timed are reported as
-missing. No device needed; timings are whatever machine the files name (the H100).
+the predicted ratio is ``best_us / us(config)``, and against SGLang's default ``default_us /
+us(config)``. Points whose config was not timed are reported as missing. Per cell, whether the
+heuristic's targets hold (issue 12: >= 0.97 of the best, geomean, and >= 0.98 of the default at
+every batch size), and the count over all cells. No device needed; timings are whatever machine the
+files name (the H100 rounds, the H200 runs under results/h200/).
 
     python scripts/moe_predict_offline.py results/moe_bench_confirm.json results/moe_bench_heldout.json
+    python scripts/moe_predict_offline.py results/h200/tune/decode_fit/decode_fit.json
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def predict(path: Path) -> list[dict]:
                     "new": new,
                     "old_ratio": best / p["heuristic"]["us"],
                     "new_ratio": best / timed[new] if new in timed else None,
+                    "new_vs_default": p["default"]["us"] / timed[new] if new in timed else None,
                 }
             )
         rows.append({"case": c["name"], "dtype": c["dtype"] or "bf16", "points": pts})
@@ -57,7 +62,7 @@ def main() -> None:
     ap.add_argument("results", type=Path, nargs="+")
     ap.add_argument("--json", type=Path, help="write the per-point prediction here")
     a = ap.parse_args()
-    allrows = []
+    allrows, meets = [], []
     for path in a.results:
         for r in predict(path):
             r["file"] = path.name
@@ -65,16 +70,22 @@ def main() -> None:
             old = [p["old_ratio"] for p in r["points"]]
             new = [p["new_ratio"] for p in r["points"]]
             known = [x for x in new if x is not None]
+            vs_default = [p["new_vs_default"] for p in r["points"] if p["new_vs_default"] is not None]
+            r["meets"] = bool(known) and geomean(known) >= 0.97 and min(vs_default) >= 0.98
+            meets.append(r["meets"])
             changed = [f"M={p['M']}: {p['old']} -> {p['new']} ({p['old_ratio']:.3f} -> "
                        + (f"{p['new_ratio']:.3f}" if p["new_ratio"] else "not timed") + ")"
                        for p in r["points"] if p["old"] != p["new"]]  # fmt: skip
+            now = (f"{geomean(known):.3f} (min {min(known):.3f}), vs default min {min(vs_default):.3f}"
+                   if known else "not timed")  # fmt: skip
             print(
                 f"{path.name:28} {r['case']:20} {r['dtype']:8} old {geomean(old):.3f} (min {min(old):.3f}) "
-                f"-> new {geomean(known):.3f} (min {min(known):.3f})"
+                f"-> new {now}" + (" meets" if r["meets"] else "")
                 + (f" [{len(new) - len(known)} untimed]" if len(known) < len(new) else "")
             )
             for line in changed:
                 print("    " + line)
+    print(f"cells meeting the targets: {sum(meets)} of {len(meets)}")
     if a.json:
         a.json.write_text(json.dumps(allrows, indent=1))
 

@@ -15,8 +15,8 @@ SGLang's Hopper-only paths off and every config pruned for an RTX 4090 (``--fit-
     each other: tuned / exhaustive (target >= 0.99 geomean, no point < 0.97). Its wall time is
     measured with the tuner's kernels already in Triton's cache (an underestimate) and also
     extrapolated, labelled so, to a cold run over all 18 batch sizes;
-(c) **the heuristic on held-out shapes** (``--heldout``; see :data:`HELDOUT_SETS`: round 2's
-    were used by no fit), bf16 and fp8_w8a8, at the decode end M = 1, 2, 4, 8 (every
+(c) **the heuristic on held-out shapes** (``--heldout``; see :data:`HELDOUT_SETS`: rounds 3
+    and 4 were used by no fit), bf16 and fp8_w8a8, at the decode end M = 1, 2, 4, 8 (every
     BLOCK_SIZE_M <= 32 config of the space, no early exit) and, time permitting, M = 16, 64
     (every config): the heuristic against the best and against SGLang's RTX-4090 default
     (targets: >= 0.97 of the best geomean, >= 0.98 of the default at every batch size). Triton
@@ -71,10 +71,18 @@ SAMPLE = (1, 4, 16, 64, 256, 1024, 4096)
 #: Held-out shapes (config.json values): DeepSeek-V3 hidden 7168, moe_intermediate 2048, 256 routed
 #: experts, top-8 (TP8: N 256); Qwen2-57B-A14B hidden 3584, moe_intermediate 2560, 64 experts,
 #: top-8 (TP2: N 1280); MiniMax-M2 hidden 3072, intermediate 1536, 256 experts, top-8 (TP1).
-#: Round 1's shapes then fitted heuristic v4's ALONE_BLOCKS_PER_SM; round 2's have been used by
-#: nothing: GLM-4.5 at TP8 (hidden 5120, moe_intermediate 1536, 160 experts, top-8: N 192),
+#: Round 1's shapes then fitted heuristic v4's ALONE_BLOCKS_PER_SM; round 2's (with round 1's, in
+#: decode_fit.py) fitted v5: GLM-4.5 at TP8 (hidden 5120, moe_intermediate 1536, 160 experts, top-8: N 192),
 #: ERNIE-4.5-21B-A3B at TP1 (hidden 2560, moe_intermediate 1536, 64 experts, top-6), OLMoE-1B-7B
-#: at TP1 (hidden 2048, intermediate 1024, 64 experts, top-8).
+#: at TP1 (hidden 2048, intermediate 1024, 64 experts, top-8). Round 3's were chosen before heuristic v5
+#: was fitted (on rounds 1 and 2 and the H100 shapes, decode_fit.py) and used by no fit: gpt-oss-120b
+#: at TP2 (hidden 2880, intermediate 2880, 128 experts, top-4: N 1440), Phi-3.5-MoE at TP2 (hidden
+#: 4096, intermediate 6400, 16 experts, top-2: N 3200), Granite-3.0-3B-A800M at TP1 (hidden 1536,
+#: intermediate 512, 40 experts, top-8), Qwen3-Coder-480B-A35B at TP8 (hidden 6144,
+#: moe_intermediate 2560, 160 experts, top-8: N 320). Round 4's were chosen after round 3 had judged v5,
+#: with v5 unchanged: Qwen3-30B-A3B at TP2 (N 384), Llama-4-Scout-17B-16E at TP4 (hidden 5120,
+#: intermediate 8192, 16 experts, top-1: N 2048), DeepSeek-V2-Lite at TP2 (N 704), DBRX at TP8
+#: (hidden 6144, ffn 10752, 16 experts, top-4: N 1344).
 HELDOUT_SETS = {
     "round1": {
         "DeepSeek-V3-TP8": (256, 256, 7168, 8),
@@ -85,6 +93,18 @@ HELDOUT_SETS = {
         "GLM-4.5-TP8": (160, 192, 5120, 8),
         "ERNIE-4.5-21B-A3B-TP1": (64, 1536, 2560, 6),
         "OLMoE-1B-7B-TP1": (64, 1024, 2048, 8),
+    },
+    "round3": {
+        "gpt-oss-120b-TP2": (128, 1440, 2880, 4),
+        "Phi-3.5-MoE-TP2": (16, 3200, 4096, 2),
+        "Granite-3.0-3B-A800M-TP1": (40, 512, 1536, 8),
+        "Qwen3-Coder-480B-A35B-TP8": (160, 320, 6144, 8),
+    },
+    "round4": {
+        "Qwen3-30B-A3B-TP2": (128, 384, 2048, 8),
+        "Llama-4-Scout-TP4": (16, 2048, 5120, 1),
+        "DeepSeek-V2-Lite-TP2": (64, 704, 2048, 6),
+        "DBRX-TP8": (16, 1344, 6144, 4),
     },
 }
 DECODE = (1, 2, 4, 8)
@@ -344,7 +364,7 @@ def main() -> int:
     ap.add_argument("--sections", default="a,b,c", help="which of (a) tuner, (b) exhaustive, (c) held-out to run; "
                     "(b) needs (a). A later call can run c alone on the same caches: export TUNE_CHECK_SCRATCH, "
                     "TRITON_CACHE_DIR and SGLANG_CONSUMER_GPU_CACHE_DIR to the same paths in both calls")
-    ap.add_argument("--heldout", choices=sorted(HELDOUT_SETS), default="round2", help="which held-out shapes (c) times")
+    ap.add_argument("--heldout", choices=sorted(HELDOUT_SETS), default="round4", help="which held-out shapes (c) times")
     ap.add_argument("--plot", type=Path, help="only redraw the PNG from an existing tune_check.json")
     a = ap.parse_args()
     sections = set(a.sections.split(","))
