@@ -22,9 +22,9 @@ def test_search_space_pruning() -> None:
     assert {c["num_stages"] for c in space} == {2, 3, 4, 5}
 
 
-def test_two_deepest_keeps_the_two_deepest_per_tile() -> None:
+def test_deepest_keeps_the_two_deepest_per_tile_by_default() -> None:
     space = [c for c in sweep.search_space() if c["num_stages"] != 5 or c["BLOCK_SIZE_K"] != 256]
-    kept = sweep.two_deepest(space)
+    kept = sweep.deepest(space)
     tiles: dict[tuple[int, ...], list[int]] = {}
     for c in kept:
         tiles.setdefault(

@@ -11,7 +11,7 @@ import pytest
 
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.measure.moe import parse_config_key
-from sglang_consumer_gpu.measure.moe_sweep import search_space, two_deepest
+from sglang_consumer_gpu.measure.moe_sweep import deepest, search_space
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.moe.smem import fits
 from sglang_consumer_gpu.tune.space import SGLANG_BATCH_SIZES, Space, group_variants, key_of, specialization
@@ -34,7 +34,7 @@ def test_nothing_the_bound_rejects_is_in_the_space(shape: MoeShape) -> None:
     if shape.block_shape:  # one scale per K step: BLOCK_SIZE_K divides the quant block's K
         assert all(128 % parse_config_key(k)["BLOCK_SIZE_K"] == 0 for k in space.keys)
     else:
-        assert set(space.keys) == {key_of(c) for c in two_deepest(admitted)}
+        assert set(space.keys) == {key_of(c) for c in deepest(admitted)}
     assert len(Space.for_shape(RTX_4090, QWEN30)) == 109  # the benchmark rounds' 16-bit space
 
 

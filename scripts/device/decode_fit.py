@@ -59,16 +59,16 @@ DTYPES = (None, "fp8_w8a8")
 
 
 def candidates(spec: Any, dtype: str | None, M: int) -> list[dict[str, int]]:
-    """The small tiles of the module docstring that fit ``spec`` by the analytic bound."""
-    from sglang_consumer_gpu.measure.moe import CONFIG_KEYS
+    """The small tiles of the module docstring: SGLang's space (:func:`moe_sweep.search_space`)
+    at BLOCK_SIZE_M 16 (32 too at M >= 64) and BLOCK_SIZE_N <= 128, what fits ``spec`` by the
+    analytic bound, per tile the three (at BLOCK_SIZE_M 32 two) deepest pipelines."""
+    from sglang_consumer_gpu.measure.moe_sweep import deepest, search_space
     from sglang_consumer_gpu.moe.smem import fits
 
-    out = []
-    for bm, depth in ((16, 3), *(((32, 2),) if M >= 64 else ())):
-        for bn in (32, 64, 128):
-            for bk in (64, 128, 256):
-                tile = [dict(zip(CONFIG_KEYS, (bm, bn, bk, 1, 4, s), strict=True)) for s in (5, 4, 3, 2)]
-                out += [c for c in tile if fits(c, dtype, spec)][:depth]
+    small = [c for c in search_space() if c["BLOCK_SIZE_N"] <= 128 and fits(c, dtype, spec)]
+    out = deepest([c for c in small if c["BLOCK_SIZE_M"] == 16], 3)
+    if M >= 64:
+        out += deepest([c for c in small if c["BLOCK_SIZE_M"] == 32], 2)
     return out
 
 

@@ -8,7 +8,7 @@ Two halves, so that a GPU machine only times:
    pruned to keep it affordable: GROUP_SIZE_M is 1 in the sweep and refined afterwards
    ({16,32,64} for the three fastest configs of each point), 8 warps only for tiles of at least
    64x128, 4 warps only up to 128x128, and per tile only the two deepest pipelines that fit by
-   the analytic bound (:func:`two_deepest`). :func:`prove_space` keeps the configs the
+   the analytic bound (:func:`deepest`). :func:`prove_space` keeps the configs the
    compile-only oracle proves fit the GPU (both GEMMs, SGLang's own launcher);
    :func:`plan_points` adds, per batch size, SGLang's default as it answers on that GPU and the
    plugin's heuristic.
@@ -61,17 +61,17 @@ def search_space() -> list[dict[str, int]]:
     return out
 
 
-def two_deepest(cands: Iterable[dict[str, int]]) -> list[dict[str, int]]:
-    """Per (BM, BN, BK, warps), the two largest num_stages among ``cands``."""
+def deepest(cands: Iterable[dict[str, int]], n: int = 2) -> list[dict[str, int]]:
+    """Per (BM, BN, BK, warps), the ``n`` largest num_stages among ``cands``."""
     by_tile: dict[tuple[int, ...], list[dict[str, int]]] = {}
     for c in cands:
         by_tile.setdefault(tuple(c[k] for k in (*CONFIG_KEYS[:3], "num_warps")), []).append(c)
-    return [c for group in by_tile.values() for c in sorted(group, key=lambda c: -c["num_stages"])[:2]]
+    return [c for group in by_tile.values() for c in sorted(group, key=lambda c: -c["num_stages"])[:n]]
 
 
 def bound_space(spec: Any, shape: MoeShape) -> tuple[list[dict[str, int]], int]:
     """(the configs of :func:`search_space` the analytic shared-memory bound admits on ``spec``
-    for ``shape``, pruned by :func:`two_deepest`; how many configs the space has). With block
+    for ``shape``, pruned by :func:`deepest`; how many configs the space has). With block
     quantization BLOCK_SIZE_K must divide the quant block's K (one scale per K step), as in
     SGLang's tuning script. The bound never undercounts what Triton allocates (docs/moe.md),
     so every config returned fits; the oracle proves it (:func:`prove_space`)."""
@@ -83,7 +83,7 @@ def bound_space(spec: Any, shape: MoeShape) -> tuple[list[dict[str, int]], int]:
         c for c in space
         if fits(c, shape.dtype, spec, shape.block_shape) and not (block_k and block_k % c["BLOCK_SIZE_K"])
     )  # fmt: skip
-    return two_deepest(admitted), len(space)
+    return deepest(admitted), len(space)
 
 
 def _oracle_shared(item: tuple[Any, MoeShape, dict[str, int]]) -> int | None:
