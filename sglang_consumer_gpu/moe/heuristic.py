@@ -37,10 +37,9 @@ K steps are 128 bytes of a weight row (16-bit BLOCK_SIZE_K 64, 8-bit 128),
 256 bytes where both reductions are long. Fitted on all BLOCK_SIZE_M 16 tiles
 timed interleaved at M = 1..64 on 15 shapes (H200, decode_fit.py), where v4
 met the targets in 7 of 30 (shape, dtype) cells and the table in 29 (on 8
-shapes no fit had seen, 12 of 16); padding
-and the depth cap do not apply there (GLM-4.5 at TP8, N = 192, 8-bit M = 2:
-16x64x128 at 5 stages, padding w2 by a third, was the best tile; v4's
-16x32x64 ran at 0.82 of it).
+shapes no fit had seen, 12 of 16). Padding and the depth cap do not apply
+there (GLM-4.5 at TP8, N = 192, 8-bit M = 2: 16x64x128 at 5 stages, padding
+w2 by a third, was the best tile; v4's 16x32x64 ran at 0.82 of it).
 
 Pure function of its arguments; cached per (batch bucket, shape, GPU).
 """
@@ -139,8 +138,9 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
     wide = shape.dtype in (None, "float32", "int8_w8a16", "int4_w4a16")  # 2-byte A operand
     routed = M * shape.topk
     per_expert = routed / expected_active_experts(routed, shape.E)
+    decode = per_expert <= SMALL_TOKENS
 
-    if per_expert <= SMALL_TOKENS:
+    if decode:
         # Memory-bound: each active expert's weights are streamed once; the smallest M tile
         # wastes nothing, and the pipeline keeps the loads in flight (module docstring).
         bm, bn, warps, group = 16, 64, 4, 1
@@ -176,7 +176,7 @@ def _heuristic(bucket: int, shape: MoeShape, spec: GpuSpec) -> tuple[tuple[str, 
         bk = 64 if wide else 128
         group = 16 if per_expert >= HUGE_TOKENS else 1
 
-    if per_expert > SMALL_TOKENS:
+    if not decode:  # v2's rules (module docstring)
         while bk > 32 and max(_k_padding(bk, shape.N), _k_padding(bk, shape.K)) > MAX_K_PADDING:
             bk //= 2
         max_stages = max(2, min(max_stages, -(-min(shape.N, shape.K) // bk) + 1))
