@@ -6,17 +6,18 @@ except the first ``import sglang``. That import triggers
 :func:`sglang_consumer_gpu.activation.activate`, which arms post-import hooks
 for the modules the patches target; the normal import then continues.
 
-When ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` is set (and only then) it also arms
-the shared-memory emulation's hooks (:mod:`sglang_consumer_gpu.emulation`),
-whatever the off switch says: unpatched SGLang under the cap is a test case.
+When ``SGLANG_CONSUMER_GPU_EMULATE_GPU`` or ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` is
+set (and only then) it also arms the emulation's hooks (:mod:`sglang_consumer_gpu.emulation`),
+whatever the off switch says: unpatched SGLang on the emulated GPU is a test case.
 """
 
 import os
 import sys
 
-# settings.OFF_VALUES and settings.EMULATE_SMEM, repeated so interpreter start imports
+# settings.OFF_VALUES, EMULATE_GPU and EMULATE_SMEM, repeated so interpreter start imports
 # nothing more (tests keep them equal).
 _OFF = ("0", "false", "no", "off")
+_EMULATE_GPU = "SGLANG_CONSUMER_GPU_EMULATE_GPU"
 _EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 
 
@@ -55,11 +56,11 @@ def _install_emulation() -> None:
 
         install_emulation()
     except Exception as exc:  # never break interpreter start
-        sys.stderr.write(f"sglang-consumer-gpu: shared-memory emulation not installed: {exc!r}\n")
+        sys.stderr.write(f"sglang-consumer-gpu: emulation not installed: {exc!r}\n")
 
 
 def install() -> None:
-    if os.environ.get(_EMULATE_SMEM):
+    if os.environ.get(_EMULATE_GPU) or os.environ.get(_EMULATE_SMEM):
         _install_emulation()
     if os.environ.get("SGLANG_CONSUMER_GPU", "1").strip().lower() in _OFF:
         return

@@ -22,6 +22,12 @@ CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
 #: limit on a bigger one (sglang_consumer_gpu.emulation, docs/e2e.md). A contract
 #: the tools and scripts share: do not rename.
 EMULATE_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
+#: A catalog GPU to emulate arch-faithfully on this one, in every process: Triton
+#: generates that GPU's code (``TRITON_OVERRIDE_ARCH``), launches are checked against
+#: its shared memory per block and padded to its residency per SM, and torch, SGLang
+#: and the plugin see its name, capability and SM count (sglang_consumer_gpu.emulation,
+#: docs/emulation.md). Wins over EMULATE_SMEM. A contract the tools and scripts share.
+EMULATE_GPU = "SGLANG_CONSUMER_GPU_EMULATE_GPU"
 
 #: Accepted values, compared after stripping spaces and lower-casing. Unset means on.
 #: Anything else (including an empty value) leaves the plugin on and logs one warning.
@@ -91,6 +97,12 @@ def emulated_smem_cap(environ: dict[str, str] | None = None) -> int | None:
             raw,
         )
     return None
+
+
+def emulated_gpu_name(environ: dict[str, str] | None = None) -> str | None:
+    """The catalog name ``SGLANG_CONSUMER_GPU_EMULATE_GPU`` holds, or None when unset or blank."""
+    raw = (os.environ if environ is None else environ).get(EMULATE_GPU)
+    return raw.strip() if raw and raw.strip() else None
 
 
 def extra_patch_modules() -> list[str]:

@@ -122,14 +122,14 @@ def test_cap_reaches_a_spawned_child() -> None:
     assert "error" not in child, child
     assert child["triton"] == CAP and child["torch"] == CAP
     assert child["torch_name"] == "NVIDIA H200" and child["torch_major"] == 9
-    assert child["hooks"] == {hooks.TRITON_DRIVER: True, hooks.TORCH_CUDA: True}
+    assert child["hooks"] == {hooks.TRITON_DRIVER: True, hooks.TORCH_CUDA: True, hooks.TRITON_COMPILER: False}
     assert not out["parent_imported_torch"]  # the child did not inherit hooks from its parent
 
 
 def test_unset_means_real_limits_and_no_hooks() -> None:
     out = run_python_json((READ_LIMITS, "print(json.dumps(limits))"))
     assert out["triton"] == H200_SMEM and out["torch"] == H200_SMEM
-    assert out["hooks"] == {hooks.TRITON_DRIVER: False, hooks.TORCH_CUDA: False}
+    assert out["hooks"] == {hooks.TRITON_DRIVER: False, hooks.TORCH_CUDA: False, hooks.TRITON_COMPILER: False}
 
 
 def test_cap_is_independent_of_the_off_switch() -> None:
@@ -226,8 +226,11 @@ def test_cli_emulate_sets_the_cap_for_the_command() -> None:
                         capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split() == ["101376", "True"]
-    gpu = subprocess.run([*cli, "emulate", "--gpu", "RTX 4090"], capture_output=True, text=True, env=env, timeout=120)
+    gpu = subprocess.run([*cli, "emulate", "--gpu", "RTX 4090", "--limit-only"], capture_output=True, text=True,
+                         env=env, timeout=120)  # fmt: skip
     assert gpu.returncode == 0 and gpu.stdout.strip() == f"export {ENV_SMEM}=101376"
+    arch = subprocess.run([*cli, "emulate", "--gpu", "RTX 4090"], capture_output=True, text=True, env=env, timeout=120)
+    assert arch.returncode == 0 and arch.stdout.strip() == "export SGLANG_CONSUMER_GPU_EMULATE_GPU='NVIDIA GeForce RTX 4090'"
     bad = subprocess.run([*cli, "emulate", "--smem", "-1", "--", "true"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and "--smem" in bad.stderr

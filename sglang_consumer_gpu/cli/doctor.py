@@ -169,6 +169,8 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
             for k in (
                 settings.OFF_SWITCH,
                 settings.VIRTUAL_GPU,
+                settings.EMULATE_GPU,
+                settings.EMULATE_SMEM,
                 settings.USER_MOE_CONFIG_DIR,
                 settings.CACHE_DIR,
                 "SGLANG_MOE_CONFIG_DIR",
@@ -176,6 +178,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
             if k in os.environ
         },
         "mode": "import" if do_import else "static",
+        "emulation": emulation_report(),
     }
     patches = builtin_patches()
     read = installed_reader() or (lambda rel: None)
@@ -193,6 +196,29 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     out["activation"] = activation_report()
     out["safety_net"] = safety_state.report()
     return out
+
+
+def emulation_report() -> dict[str, Any] | None:
+    """What this process emulates (``emulate``, docs/emulation.md), and what it does not; None: nothing."""
+    from sglang_consumer_gpu.emulation import smem_cap
+    from sglang_consumer_gpu.hardware.current import active_emulation
+
+    emulation = active_emulation()
+    if emulation is not None:
+        return {
+            "mode": "arch-faithful",
+            "target": emulation.target.name,
+            "host": emulation.host.name,
+            "triton_override_arch": os.environ.get("TRITON_OVERRIDE_ARCH", emulation.override_arch),
+            "line": emulation.describe(),
+            "not_emulated": emulation.not_emulated(),
+        }
+    if settings.emulated_gpu_name() is not None:
+        return {"mode": "refused", "line": f"{settings.EMULATE_GPU} is set but nothing is emulated (see the warning)"}
+    cap = smem_cap()
+    if cap is not None:
+        return {"mode": "limit only", "line": f"shared-memory limit {cap:,} B per block; kernels are the host's code"}
+    return None
 
 
 def _import_and_apply(target: GpuSpec | None) -> dict[str, Any]:
@@ -297,6 +323,8 @@ def _print_human(data: dict[str, Any]) -> None:
         )
     if data["live_gpus"] and data["gpu_is_virtual"]:
         print("  live GPUs: " + ", ".join(g["name"] for g in data["live_gpus"]))
+    if data["emulation"]:
+        print(f"  Emulation ({data['emulation']['mode']}): {data['emulation']['line']}")
     print()
     print("Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in data["versions"].items()))
     cov = data["sglang_coverage"]

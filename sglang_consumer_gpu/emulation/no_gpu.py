@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sglang_consumer_gpu.emulation.triton_driver import fake_driver
+from sglang_consumer_gpu.emulation.triton_driver import fake_driver, own_codegen
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 
 _lock = threading.RLock()
@@ -100,7 +100,7 @@ def emulated_gpu(spec: GpuSpec) -> Iterator[list[EmulatedLaunch]]:
     from triton.runtime.driver import driver
 
     launches: list[EmulatedLaunch] = []
-    with _lock:
+    with _lock, own_codegen():
         previous = driver._active
         driver.set_active(_make_driver(spec, launches))
         try:

@@ -10,8 +10,26 @@ pieces passed here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
+
+#: Triton reads it at every compile (``CUDABackend.parse_options``); the arch-faithful emulation sets it.
+OVERRIDE_ARCH = "TRITON_OVERRIDE_ARCH"
+
+
+@contextlib.contextmanager
+def own_codegen() -> Iterator[None]:
+    """Inside the block Triton generates code for the driver's target, not for an emulated GPU's
+    ``TRITON_OVERRIDE_ARCH`` (a compile for an absent GPU asks about that GPU). Callers hold a lock:
+    the variable is the process's."""
+    saved = os.environ.pop(OVERRIDE_ARCH, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[OVERRIDE_ARCH] = saved
 
 
 def fake_driver(

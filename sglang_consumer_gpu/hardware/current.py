@@ -6,8 +6,10 @@ made there breaks fork-based startup (SGLang's own `get_device_sm` avoids
 torch.cuda for the same reason). So the live spec comes from NVML unless
 torch.cuda is already initialised.
 
-Under ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` (docs/e2e.md) the live specs carry
-the emulated shared-memory cap (same name, ``source`` marked).
+Under ``SGLANG_CONSUMER_GPU_EMULATE_GPU`` (docs/emulation.md) the live specs are
+the emulated GPU's (name, capability, shared memory, SMs; the host's memory size);
+under ``SGLANG_CONSUMER_GPU_EMULATE_SMEM`` (limit only) they carry the cap (same
+name). Either way ``source`` says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 
 from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.hardware.catalog import KNOWN_GPUS, find_gpu
+from sglang_consumer_gpu.hardware.emulated import ArchEmulation
 from sglang_consumer_gpu.hardware.spec import SMEM_OPTIN_BY_ARCH, GpuSpec
 
 logger = logging.getLogger(__name__)
@@ -62,11 +65,15 @@ def _visible_indices(count: int) -> list[int]:
 
 
 def _specs_from_torch() -> list[GpuSpec]:
+    import inspect
+
     import torch
 
+    # the real properties: under an emulation torch.cuda.get_device_properties answers for the target
+    read = inspect.unwrap(torch.cuda.get_device_properties)
     specs = []
     for i in range(torch.cuda.device_count()):
-        p = torch.cuda.get_device_properties(i)
+        p = read(i)
         specs.append(
             _merge_with_catalog(
                 p.name,
@@ -99,7 +106,16 @@ def _specs_from_nvml() -> list[GpuSpec]:
 
 
 def live_specs() -> list[GpuSpec]:
-    """Specs of the GPUs this process can see; empty when there are none."""
+    """Specs of the GPUs this process can see, as the plugin decides for them (an emulated GPU
+    where one is emulated); empty when there are none."""
+    emulation = active_emulation()
+    if emulation is not None:
+        return [emulation.live_spec() for _ in real_specs()]
+    return _with_emulated_smem(real_specs())
+
+
+def real_specs() -> list[GpuSpec]:
+    """Specs of the GPUs this process can see, as they are (no emulation); empty when there are none."""
     if _live_cache:
         return _live_cache[0]
     specs: list[GpuSpec] = []
@@ -117,9 +133,37 @@ def live_specs() -> list[GpuSpec]:
                 specs = []
     except Exception as exc:
         logger.debug("could not read GPU properties: %s", exc)
-    specs = _with_emulated_smem(specs)
     _live_cache.append(specs)
     return specs
+
+
+_emulation_cache: dict[str, ArchEmulation | None] = {}
+
+
+def active_emulation() -> ArchEmulation | None:
+    """The arch-faithful emulation ``SGLANG_CONSUMER_GPU_EMULATE_GPU`` asks for, on the GPU with the
+    least shared memory per block here; None when unset, without a GPU, or when it cannot be done
+    (said once per process, and the live GPU is used as it is)."""
+    name = settings.emulated_gpu_name()
+    if name is None:
+        return None
+    if name not in _emulation_cache:
+        _emulation_cache[name] = None
+        specs = real_specs()
+        try:
+            target = find_gpu(name)
+        except ValueError as exc:
+            logger.warning("%s=%r ignored, nothing is emulated: %s", settings.EMULATE_GPU, name, exc)
+            return None
+        if not specs:
+            return None
+        emulation = ArchEmulation(target, min(specs, key=lambda s: s.smem_per_block_optin))
+        why = emulation.refusal()
+        if why:
+            logger.warning("%s=%r ignored, nothing is emulated: %s", settings.EMULATE_GPU, name, why)
+        else:
+            _emulation_cache[name] = emulation
+    return _emulation_cache[name]
 
 
 def _with_emulated_smem(specs: list[GpuSpec]) -> list[GpuSpec]:

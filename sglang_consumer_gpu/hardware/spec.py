@@ -25,6 +25,67 @@ SMEM_OPTIN_BY_ARCH: dict[tuple[int, int], int] = {
 }
 
 
+@dataclass(frozen=True)
+class SmResources:
+    """What one SM holds at once: the limits that decide how many blocks of a kernel
+    are resident together (CUDA C Programming Guide, "Technical Specifications per
+    Compute Capability"; the occupancy calculator's allocation rules).
+
+    A Hopper SM holds 228 KB of shared memory, 64 warps and 32 blocks; an Ada SM
+    100 KB, 48 warps and 24 blocks. So a tile that keeps two blocks per SM on an
+    H100 keeps one on an RTX 4090, and timing it on the H100 times another
+    schedule: the arch-faithful emulation pads each launch's shared memory until
+    the host holds no more blocks than the target would (:func:`residency_padding`).
+    Registers (64 K 32-bit registers per SM, 255 per thread) are the same on every
+    architecture here, so register-limited residency needs no emulation.
+    """
+
+    shared_per_sm: int  # bytes of shared memory the SM gives its resident blocks (max carveout)
+    reserved_per_block: int  # bytes the system reserves per resident block (1 KB from sm_80 on)
+    max_warps: int
+    max_blocks: int
+    granularity: int = 128  # shared memory is allocated to a block in units of this many bytes
+
+    def footprint(self, shared: int) -> int:
+        """Shared memory one resident block takes from the SM for ``shared`` dynamic bytes."""
+        need = shared + self.reserved_per_block
+        return -(-need // self.granularity) * self.granularity
+
+    def blocks_per_sm(self, shared: int, num_warps: int) -> int:
+        """Blocks of a kernel (``shared`` bytes, ``num_warps`` warps) resident on one SM,
+        by shared memory, warps and the block limit (0: the kernel does not fit at all)."""
+        return min(self.max_blocks, self.max_warps // max(1, num_warps), self.shared_per_sm // self.footprint(shared))
+
+
+#: Per-SM limits by SM version (same source as :data:`SMEM_OPTIN_BY_ARCH`).
+SM_RESOURCES_BY_ARCH: dict[tuple[int, int], SmResources] = {
+    (7, 0): SmResources(98_304, 0, 64, 32, granularity=256),
+    (7, 5): SmResources(65_536, 0, 32, 16, granularity=256),
+    (8, 0): SmResources(167_936, 1024, 64, 32),
+    (8, 6): SmResources(102_400, 1024, 48, 16),
+    (8, 7): SmResources(167_936, 1024, 48, 16),
+    (8, 9): SmResources(102_400, 1024, 48, 24),
+    (9, 0): SmResources(233_472, 1024, 64, 32),
+    (10, 0): SmResources(233_472, 1024, 64, 32),
+    (10, 3): SmResources(233_472, 1024, 64, 32),
+    (12, 0): SmResources(102_400, 1024, 48, 32),
+    (12, 1): SmResources(102_400, 1024, 48, 32),
+}
+
+
+def residency_padding(target: SmResources, host: SmResources, shared: int, num_warps: int) -> int:
+    """The dynamic shared memory to launch a kernel with on ``host`` so that no more of
+    its blocks are resident per SM than on ``target`` (``shared`` itself when the host
+    already holds no more). The largest such value is taken: it leaves the most
+    room for the rounding of the host's allocator."""
+    want = target.blocks_per_sm(shared, num_warps)
+    if want <= 0 or host.blocks_per_sm(shared, num_warps) <= want:
+        return shared
+    padded = host.shared_per_sm // want - host.reserved_per_block
+    padded -= padded % host.granularity
+    return max(shared, padded)
+
+
 def pipelined_copies(capability: tuple[int, int], num_stages: int) -> int:
     """How many copies of a K loop's A and B tiles Triton's software pipeliner
     keeps in shared memory for ``num_stages``.
@@ -70,6 +131,11 @@ class GpuSpec:
     def config_device_name(self) -> str:
         """The ``device_name=`` part of SGLang's fused-MoE config file names."""
         return self.name.replace(" ", "_")
+
+    @property
+    def sm_resources(self) -> SmResources | None:
+        """What one SM of this GPU holds at once (None for an SM version not in the table)."""
+        return SM_RESOURCES_BY_ARCH.get(self.capability)
 
     @property
     def is_low_smem(self) -> bool:

@@ -57,7 +57,9 @@ def compile_only(spec: GpuSpec) -> Iterator[None]:
     launches nothing: a launcher run with ``warmup=True`` only compiles."""
     from triton.runtime.driver import driver
 
-    with _lock:
+    from sglang_consumer_gpu.emulation.triton_driver import own_codegen
+
+    with _lock, own_codegen():
         previous = driver._active
         driver.set_active(_make_driver(spec.arch))
         try:
