@@ -138,8 +138,12 @@ def space_candidates(ci: int, case: dict[str, Any], point: dict[str, Any]) -> di
     return {config_key(launch_config(c)): launch_config(c) for c in case["space"]}
 
 
+#: Configs a point may name; each named one is timed, re-timed among the finalists and checked.
+NAMED = ("default", "heuristic", "pick")
+
+
 def _named(point: dict[str, Any]) -> dict[str, dict[str, int]]:
-    return {n: launch_config(point[n]) for n in ("default", "heuristic")}
+    return {n: launch_config(point[n]) for n in NAMED if n in point}
 
 
 def run_sweep(
@@ -156,8 +160,8 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Time the plan ``doc``'s cases ``case_ids`` on the live GPU (see the module docstring).
 
-    ``candidates(ci, case, point)``: the configs to sweep at a point (default and heuristic are
-    always added). ``small_m_full``: no early exit for BLOCK_SIZE_M <= 32 at M <= 64, where
+    ``candidates(ci, case, point)``: the configs to sweep at a point (the point's named configs,
+    :data:`NAMED`, are always added). ``small_m_full``: no early exit for BLOCK_SIZE_M <= 32 at M <= 64, where
     launch overhead decides. ``warm_budget_s``: configs not compiled by then are left out
     (default and heuristic compile first); ``budget_s``: points not reached are left out.
     Both are recorded. ``on_case``: called with the results after each case (partial saves)."""
