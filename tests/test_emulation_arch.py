@@ -295,3 +295,32 @@ def test_cli_emulate_gpu(tmp_path: Path) -> None:
         bad = subprocess.run([*cli, *argv], capture_output=True, text=True, env=fake, timeout=120)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.strip().count("\n") == 0 and what in bad.stderr, bad.stderr
+
+
+def _load_file_as_module(name: str, path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cuda_binaries_keep_seeing_the_host(monkeypatch) -> None:
+    """sgl-kernel picks its library by capability and SGLang's JIT compiles for it: under the RTX 4090
+    emulation on an H200 both must answer sm_90 (a cubin for sm_89 does not load on Hopper)."""
+    import importlib.util
+
+    emu = ArchEmulation(RTX_4090, H200)
+    # sgl-kernel's loader, the installed file (importing the package needs libcuda; the file does not)
+    origin = Path(importlib.util.find_spec("sgl_kernel").origin).parent / "load_utils.py"
+    loader = _load_file_as_module("sgl_kernel.load_utils", origin)
+    assert hooks.patch_host_capability(loader, emu)
+    assert loader._get_compute_capability() == 90
+    import sglang.kernels.jit.utils.arch as jit
+
+    for name in ("_init_jit_cuda_arch_once", "_CUDA_ARCH"):
+        monkeypatch.setattr(jit, name, getattr(jit, name, None), raising=False)
+    assert hooks.patch_host_capability(jit, emu)
+    arch = jit.get_jit_cuda_arch()
+    assert (arch.major, arch.minor) == (9, 0) and arch.target_name.endswith("a")

@@ -31,7 +31,10 @@ Arch-faithful (``SGLANG_CONSUMER_GPU_EMULATE_GPU``), in addition:
 * Triton's ``CudaDriver`` keeps asking torch for the REAL capability: it compiles
   cubins for that, and a cubin built for the target would not load here;
 * ``sglang.srt.utils.common._get_device_sm_via_nvml`` answers the target's SM
-  version (NVML would describe the host).
+  version (NVML would describe the host);
+* CUDA code built for the GPU it runs on keeps seeing the host (:data:`HOST_CAPABILITY`):
+  sgl-kernel chooses its library by capability, SGLang's JIT kernels and FlashInfer
+  compile for it, and a binary for the target would not load here.
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ TORCH_CUDA = "torch.cuda"
 SGLANG_COMMON = "sglang.srt.utils.common"
 #: Attribute set on every wrapper, so nothing is wrapped twice.
 MARKER = "__sglang_consumer_gpu_smem_cap__"
+#: Readers of the capability that choose or build CUDA binaries: module -> the function that answers
+#: them, patched to answer the host's capability (sgl-kernel's library choice, SGLang's JIT ``-arch``).
+HOST_CAPABILITY: dict[str, str] = {
+    "sgl_kernel.load_utils": "_get_compute_capability",
+    "sglang.kernels.jit.utils.arch": "_init_jit_cuda_arch_once",
+}
+#: FlashInfer's JIT targets these architectures when the variable is set (else it asks torch).
+FLASHINFER_ARCHS = "FLASHINFER_CUDA_ARCH_LIST"
 #: Triton's loader sets the "prefer shared memory" carveout only for kernels above 48 KB.
 _PREFER_SHARED = 48 * 1024 + 1
 
@@ -256,6 +267,26 @@ def patch_sglang_nvml(module: ModuleType, emulation: ArchEmulation) -> bool:
     return True
 
 
+def patch_host_capability(module: ModuleType, emulation: ArchEmulation) -> bool:
+    """Make a :data:`HOST_CAPABILITY` reader answer the host's capability; False if it is not there."""
+    attr = HOST_CAPABILITY.get(module.__name__)
+    if attr is None or not hasattr(module, attr):
+        return False
+    major, minor = emulation.host.capability
+    if attr == "_get_compute_capability":
+        module._get_compute_capability = lambda: major * 10 + minor
+        return True
+    make = getattr(module, "make_jit_cuda_arch", None)
+    if make is None:
+        return False
+
+    def _init_jit_cuda_arch_once() -> None:
+        module._CUDA_ARCH = make(major, minor)
+
+    module._init_jit_cuda_arch_once = _init_jit_cuda_arch_once
+    return True
+
+
 def _warn_unknown(target: str) -> None:
     logger.warning(
         "sglang-consumer-gpu: %s has no layout the emulation knows; it reports the real GPU",
@@ -306,6 +337,9 @@ def install() -> int | ArchEmulation | None:
     if emulation is not None:
         hook(TRITON_COMPILER, lambda m: patch_compiled_kernel(m, emulation))
         watcher.watch(SGLANG_COMMON, lambda m: patch_sglang_nvml(m, emulation))
+        for module in HOST_CAPABILITY:
+            watcher.watch(module, lambda m: patch_host_capability(m, emulation) or _warn_unknown(m.__name__))
+        os.environ.setdefault(FLASHINFER_ARCHS, "{}.{}".format(*emulation.host.capability))
         return emulation
     return cap
 
