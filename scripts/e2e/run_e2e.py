@@ -1,4 +1,8 @@
-"""End-to-end acceptance run: a real ``python -m sglang.launch_server`` on a GPU capped to 101,376 B of shared memory.
+"""End-to-end acceptance run: a real ``python -m sglang.launch_server`` on an emulated consumer GPU.
+
+``--emulate-gpu NAME`` runs every stage under the arch-faithful emulation of that catalog GPU
+(``SGLANG_CONSUMER_GPU_EMULATE_GPU``: its code generation, limit, residency and identity;
+docs/emulation.md); without it, under the shared-memory limit ``--smem`` alone (sm_90 code).
 
 Runs on the device machine after ``eval "$(python3 scripts/device/install_sglang.py)"``
 (SGLang 0.5.17 carried). Each stage has its own timeout; results go to
@@ -8,16 +12,17 @@ what it finished) and trimmed server logs to ``$OUT/e2e_logs.txt``.
 Stages (``--stages``, comma-separated, default all, in this order):
 
 ``model``         make the random-weight Qwen3-MoE checkpoint (scripts/e2e/make_model.py; reused if present)
-``unpatched``     cap, plugin off (``SGLANG_CONSUMER_GPU=0``), SGLang as installed: where it fails
+``unpatched``     emulated, plugin off (``SGLANG_CONSUMER_GPU=0``), SGLang as installed: where it fails
                   (kernel, Required, Hardware limit; start-up, graph capture or first request)
-``plugin``        cap, plugin on, same command: starts, captures CUDA graphs, serves the fixed prompt
+``plugin``        emulated, plugin on, same command: starts, captures CUDA graphs, serves the fixed prompt
                   set (native ``/generate``, token ids in, logprobs out; one OpenAI ``/v1/completions``
                   with token ids), plugin log lines
-``reference``     no cap, plugin off: the same prompts
+``reference``     no emulation, plugin off: the same prompts
 ``compare``       plugin vs reference logprobs against the bf16 bound (see ``logprob_bound``)
-``bench``         ``sglang.bench_one_batch`` (prefill and decode, batch 1/8/32/64), cap, tuned file hidden
-                  (``SGLANG_MOE_CONFIG_DIR`` = an empty config tree): plugin on vs SGLang alone
-``deterministic`` cap, plugin on, ``--enable-deterministic-inference``: what happens
+``bench``         ``sglang.bench_one_batch`` (prefill and decode, batch 1/8/32/64), emulated, tuned file
+                  hidden (``SGLANG_MOE_CONFIG_DIR`` = an empty config tree): plugin on vs SGLang alone,
+                  interleaved (plugin, SGLang, plugin, SGLang, ``--bench-rounds``)
+``deterministic`` emulated, plugin on, ``--enable-deterministic-inference``: what happens
 
 Every server stage also records SGLang's memory lines (weights, KV cache, token
 budget) for the planner. ``--stages`` lets a call run a subset; ``compare``
@@ -42,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-ENV_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"  # sglang_consumer_gpu.emulation.ENV_SMEM
+ENV_SMEM = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"  # sglang_consumer_gpu.settings.EMULATE_SMEM
+ENV_GPU = "SGLANG_CONSUMER_GPU_EMULATE_GPU"  # sglang_consumer_gpu.settings.EMULATE_GPU
+ENV_SHOWN = (ENV_GPU, ENV_SMEM, "SGLANG_CONSUMER_GPU", "SGLANG_MOE_CONFIG_DIR")
 STAGES = ("model", "unpatched", "plugin", "reference", "compare", "bench", "deterministic")
 SERVER_FLAGS = (
     "--attention-backend", "triton",
@@ -91,12 +98,15 @@ def _short(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in ("responses", "memory_lines", "plugin_lines", "records")}
 
 
-def env_for(cap: int | None, plugin: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (ENV_SMEM, "SGLANG_CONSUMER_GPU", "SGLANG_MOE_CONFIG_DIR")}
+def env_for(emulate: str | int | None, plugin: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a stage: ``emulate`` a catalog GPU name (arch-faithful), a byte cap, or None."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_SHOWN}
     env["PYTHONUNBUFFERED"] = "1"
     env["SGLANG_CONSUMER_GPU"] = "1" if plugin else "0"
-    if cap is not None:
-        env[ENV_SMEM] = str(cap)
+    if isinstance(emulate, str):
+        env[ENV_GPU] = emulate
+    elif emulate is not None:
+        env[ENV_SMEM] = str(emulate)
     env.update(extra or {})
     return env
 
@@ -276,8 +286,7 @@ def server_stage(run: Run, name: str, model: Path, env: dict, args: argparse.Nam
     log = work / f"{name}_server.log"
     (work / f"{name}_responses.json").unlink(missing_ok=True)  # compare must never read an older run's
     srv = Server(model, env, log, (*extra, *args.extra_flags))
-    result: dict[str, Any] = {"command": " ".join(srv.cmd[1:]), "env": {k: env[k] for k in (ENV_SMEM, "SGLANG_CONSUMER_GPU",
-                              "SGLANG_MOE_CONFIG_DIR") if k in env}}
+    result: dict[str, Any] = {"command": " ".join(srv.cmd[1:]), "env": {k: env[k] for k in ENV_SHOWN if k in env}}
     try:
         ready, secs = srv.wait_ready(args.server_timeout)
         result.update(ready=ready, startup_seconds=round(secs, 1))
@@ -396,7 +405,7 @@ def bench_stage(run: Run, name: str, model: Path, env: dict, args: argparse.Name
     run.logs += [f"===== {name} (bench_one_batch) log (trimmed) =====", trim_log(text)]
     records = [json.loads(ln) for ln in result_file.read_text().splitlines()] if result_file.is_file() else []
     last = {r["batch_size"]: r for r in records}  # the second pass
-    return {"command": " ".join(cmd[1:]), "env": {k: env[k] for k in (ENV_SMEM, "SGLANG_CONSUMER_GPU", "SGLANG_MOE_CONFIG_DIR") if k in env},
+    return {"command": " ".join(cmd[1:]), "env": {k: env[k] for k in ENV_SHOWN if k in env},
             "exit_code": proc.returncode, "seconds": round(time.time() - t0, 1),
             "failure": failure_of(text) if proc.returncode else None,
             "by_batch": {bs: {"prefill_tok_s": r.get("prefill_throughput"), "decode_tok_s": r.get("median_decode_throughput"),
@@ -405,12 +414,17 @@ def bench_stage(run: Run, name: str, model: Path, env: dict, args: argparse.Name
             "plugin_lines": grep(text, PLUGIN_PATTERN)[:40], "memory_lines": grep(text, MEMORY_PATTERNS)}
 
 
-def ratios(plugin: dict, base: dict) -> dict:
+def ratios(plugin: list[dict], base: list[dict]) -> dict:
+    """Per batch size and phase: plugin / SGLang throughput of each interleaved pair, and their geometric mean."""
     out = {}
     for bs in BENCH_BATCHES:
-        p, b = plugin["by_batch"].get(bs), base["by_batch"].get(bs)
-        if p and b:
-            out[bs] = {k: round(p[k] / b[k], 3) if p.get(k) and b.get(k) else None for k in ("prefill_tok_s", "decode_tok_s")}
+        row = {}
+        for k in ("prefill_tok_s", "decode_tok_s"):
+            pairs = [p["by_batch"][bs][k] / b["by_batch"][bs][k] for p, b in zip(plugin, base, strict=False)
+                     if p["by_batch"].get(bs, {}).get(k) and b["by_batch"].get(bs, {}).get(k)]
+            row[k] = round(math.prod(pairs) ** (1 / len(pairs)), 3) if pairs else None
+            row[f"{k}_pairs"] = [round(x, 3) for x in pairs]
+        out[bs] = row
     return out
 
 
@@ -420,7 +434,9 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/e2e_work"), help="logs and responses kept between calls")
     ap.add_argument("--model", type=Path, default=Path("/tmp/qwen3moe-e2e"))
     ap.add_argument("--stages", default=",".join(STAGES))
-    ap.add_argument("--smem", type=int, default=101_376)
+    ap.add_argument("--smem", type=int, default=101_376, help="the limit-only emulation's cap (without --emulate-gpu)")
+    ap.add_argument("--emulate-gpu", help='a catalog GPU to emulate arch-faithfully, e.g. "NVIDIA GeForce RTX 4090"')
+    ap.add_argument("--bench-rounds", type=int, default=2, help="interleaved plugin/SGLang pairs in the bench stage")
     ap.add_argument("--vocab", type=int, default=32768, help="must match make_model.py's")
     ap.add_argument("--layers", type=int, default=4, help="must match make_model.py's")
     ap.add_argument("--max-new-tokens", type=int, default=16)
@@ -439,10 +455,10 @@ def main() -> int:
         ap.error(f"unknown stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}")
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args.out)
-    run.data.update(smem_cap=args.smem, stages_requested=stages, model=str(args.model),
+    cap: str | int = args.emulate_gpu or args.smem
+    run.data.update(emulation=cap, stages_requested=stages, model=str(args.model),
                     extra_flags=list(args.extra_flags))
     t_all = time.time()
-    cap = args.smem
     model = args.model
 
     if "model" in stages:
@@ -472,10 +488,13 @@ def main() -> int:
                                         capture_output=True, text=True).stdout.strip()
         (empty / "configs" / f"triton_{triton_version.replace('.', '_')}").mkdir(parents=True, exist_ok=True)
         hide = {"SGLANG_MOE_CONFIG_DIR": str(empty)}
-        plugin = bench_stage(run, "bench_plugin", model, env_for(cap, plugin=True, extra=hide), args, args.work)
-        base = bench_stage(run, "bench_sglang", model, env_for(cap, plugin=False, extra=hide), args, args.work)
-        run.stage("bench", {"plugin": plugin, "sglang_alone": base, "ratio_plugin_over_sglang": ratios(plugin, base),
-                            "note": "one run, same GPU, second pass of each batch size; decode under CUDA graphs"})
+        plugin, base = [], []
+        for r in range(args.bench_rounds):
+            plugin.append(bench_stage(run, f"bench_plugin_{r}", model, env_for(cap, True, hide), args, args.work))
+            base.append(bench_stage(run, f"bench_sglang_{r}", model, env_for(cap, False, hide), args, args.work))
+            run.stage("bench", {"plugin": plugin, "sglang_alone": base, "ratio_plugin_over_sglang": ratios(plugin, base),
+                                "note": "runs interleaved (plugin, SGLang, ...) on one GPU; second pass of each batch "
+                                        "size; decode under CUDA graphs"})
     if "deterministic" in stages:
         run.stage("deterministic", server_stage(run, "deterministic", model, env_for(cap, plugin=True), args, args.work,
                                                 extra=("--enable-deterministic-inference",), invariance=True))
