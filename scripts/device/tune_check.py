@@ -82,7 +82,12 @@ SAMPLE = (1, 4, 16, 64, 256, 1024, 4096)
 #: moe_intermediate 2560, 160 experts, top-8: N 320). Round 4's were chosen after round 3 had judged v5,
 #: with v5 unchanged: Qwen3-30B-A3B at TP2 (N 384), Llama-4-Scout-17B-16E at TP4 (hidden 5120,
 #: intermediate 8192, 16 experts, top-1: N 2048), DeepSeek-V2-Lite at TP2 (N 704), DBRX at TP8
-#: (hidden 6144, ffn 10752, 16 experts, top-4: N 1344).
+#: (hidden 6144, ffn 10752, 16 experts, top-4: N 1344). Round 5's were chosen for the first run under the
+#: arch-faithful emulation (issue 22), with v5 unchanged: Hunyuan-A13B at TP2 (hidden 4096,
+#: moe_intermediate 3072, 64 experts, top-8: N 1536), Kimi-K2 at TP8 (hidden 7168, moe_intermediate 2048,
+#: 384 experts, top-8: N 256), ERNIE-4.5-300B-A47B at TP8 (hidden 8192, moe_intermediate 3584, 64
+#: experts, top-8: N 448), Llama-4-Maverick at TP8 (hidden 5120, intermediate 8192, 128 experts, top-1:
+#: N 1024).
 HELDOUT_SETS = {
     "round1": {
         "DeepSeek-V3-TP8": (256, 256, 7168, 8),
@@ -105,6 +110,12 @@ HELDOUT_SETS = {
         "Llama-4-Scout-TP4": (16, 2048, 5120, 1),
         "DeepSeek-V2-Lite-TP2": (64, 704, 2048, 6),
         "DBRX-TP8": (16, 1344, 6144, 4),
+    },
+    "round5": {
+        "Hunyuan-A13B-TP2": (64, 1536, 4096, 8),
+        "Kimi-K2-TP8": (384, 256, 7168, 8),
+        "ERNIE-4.5-300B-A47B-TP8": (64, 448, 8192, 8),
+        "Llama-4-Maverick-TP8": (128, 1024, 5120, 1),
     },
 }
 DECODE = (1, 2, 4, 8)
@@ -144,7 +155,7 @@ def run_tuner(dtype: str, budget_s: float, workers: int | None) -> dict[str, Any
     from sglang_consumer_gpu.tune.bench import triton_cache_entries
 
     configs = Path(os.environ["TUNE_CHECK_SCRATCH"]) / "configs"
-    argv = ["tune-moe", "--model", str(MODEL), "--tp", "1", "--dtype", dtype, "--fit-for", RTX_4090,
+    argv = ["tune-moe", "--model", str(MODEL), "--tp", "1", "--dtype", dtype, "--fit-for", fit_for().name,
             "--output", str(configs), "--budget-s", str(budget_s), "--json", "--fresh"]  # fmt: skip
     if workers:
         argv += ["--workers", str(workers)]
@@ -170,12 +181,21 @@ def run_tuner(dtype: str, budget_s: float, workers: int | None) -> dict[str, Any
 # ------------------------------------------------------------------------------ plans for the sweep
 
 
-def plan_case(name: str, dims: tuple[int, int, int, int], dtype: str | None, grid: tuple[int, ...]) -> dict:
+def fit_for() -> Any:
+    """The GPU the configs are pruned and the heuristic decides for: the emulated GPU under the
+    arch-faithful emulation (``emulate --gpu``), else an RTX 4090."""
     from sglang_consumer_gpu.hardware import find_gpu
+    from sglang_consumer_gpu.hardware.current import active_emulation
+
+    emulation = active_emulation()
+    return emulation.target if emulation is not None else find_gpu(RTX_4090)
+
+
+def plan_case(name: str, dims: tuple[int, int, int, int], dtype: str | None, grid: tuple[int, ...]) -> dict:
     from sglang_consumer_gpu.measure import moe_sweep
     from sglang_consumer_gpu.moe.shape import MoeShape
 
-    spec = find_gpu(RTX_4090)
+    spec = fit_for()
     shape = MoeShape(*dims, dtype)
     space, size = moe_sweep.bound_space(spec, shape)
     return {"name": name, **dict(zip(("E", "N", "K", "topk"), dims, strict=True)), "dtype": dtype,
