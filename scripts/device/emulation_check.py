@@ -10,7 +10,8 @@ section that fails records its error and the others go on); ``emulation_check.js
 
 - ``codegen``: a bf16 and an fp8 (e4m3) ``tl.dot`` kernel compiled under TRITON_OVERRIDE_ARCH = none,
   sm80, sm86, sm89, sm120 on this GPU: compiled or the error's first line, shared memory, wgmma or
-  mma.sync in the PTX, the PTX target, and the result against torch (max abs error);
+  mma.sync in the PTX, the PTX target, and the result against torch (max abs error); with
+  ``--compile-only`` (any machine, no GPU) the same compiles for a target of 90, nothing run;
 - ``residency``: a kernel whose programs record ``%smid`` and ``%globaltimer`` at start and end; the
   most programs one SM ran at once, natively and under ``SGLANG_CONSUMER_GPU_EMULATE_GPU`` (RTX 4090,
   RTX 3090), against the hardware model's blocks per SM;
@@ -99,23 +100,36 @@ def run_stamp(programs, warps, stream=None, graph=False, spin_ns=40000):
 CODEGEN = "from emulation_kernels import *\n" + r'''
 import json, os, sys
 res = {}
+compile_only = os.environ.get("EMULATION_CHECK_COMPILE_ONLY") == "1"
+if compile_only:  # no GPU: compile for a target of 90 through the oracle's fake driver, run nothing
+    from triton.runtime.driver import driver
+    from sglang_consumer_gpu.emulation.triton_driver import fake_driver
+    driver.set_active(fake_driver(90, 90, benchmarker=None))
+dev = "meta" if compile_only else "cuda"
 for dtype in ("bf16", "fp8"):
     try:
         K, BM, BN, BK = 256, 128, 128, (64 if dtype == "bf16" else 128)
-        a = torch.randn(BM, K, device="cuda") / 4; b = torch.randn(K, BN, device="cuda") / 4
+        a = torch.randn(BM, K, device=dev) / 4; b = torch.randn(K, BN, device=dev) / 4
         tdt = torch.bfloat16 if dtype == "bf16" else torch.float8_e4m3fn
         a, b = a.to(tdt), b.to(tdt)
-        c = torch.empty(BM, BN, device="cuda")
-        k = dot[(1,)](a, b, c, K=K, BM=BM, BN=BN, BK=BK, num_warps=4, num_stages=3)
-        torch.cuda.synchronize()
-        ref = a.float() @ b.float()
+        c = torch.empty(BM, BN, device=dev)
+        if compile_only:
+            k = dot.warmup(a, b, c, K=K, BM=BM, BN=BN, BK=BK, num_warps=4, num_stages=3, grid=(1,))
+            c = ref = torch.zeros(1)
+        else:
+            k = dot[(1,)](a, b, c, K=K, BM=BM, BN=BN, BK=BK, num_warps=4, num_stages=3)
+            torch.cuda.synchronize()
+            ref = a.float() @ b.float()
         ptx = k.asm["ptx"]
         res[dtype] = {"ok": True, "shared": k.metadata.shared, "arch_option": getattr(k.metadata, "arch", None),
                       "wgmma": "wgmma" in ptx, "mma_sync": "mma.sync" in ptx,
                       "ptx_target": next((l.split()[1] for l in ptx.splitlines() if l.startswith(".target")), None),
-                      "max_abs_err": float((c - ref).abs().max())}
+                      "cubin_bytes": len(k.asm.get("cubin", b"")),
+                      "max_abs_err": None if compile_only else float((c - ref).abs().max())}
     except Exception as exc:
-        res[dtype] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"}
+        lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+        why = next((l for l in lines if "not supported" in l or "Error" in l), lines[-1] if lines else "")
+        res[dtype] = {"ok": False, "error": f"{type(exc).__name__}: {why[:300]}"}
 print(json.dumps(res))
 '''
 
@@ -245,6 +259,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sections", default="codegen,residency,green,identity,failures")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="no GPU: the codegen section compiles for a target of 90 and runs nothing")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {}
@@ -254,6 +270,9 @@ def main() -> int:
         path.write_text(json.dumps(doc, indent=1))
 
     want = set(args.sections.split(","))
+    if args.compile_only:
+        os.environ["EMULATION_CHECK_COMPILE_ONLY"] = "1"
+        want &= {"codegen"}
     if "codegen" in want:
         doc["codegen"] = {o or "none": child(CODEGEN, {"TRITON_OVERRIDE_ARCH": o} if o else {})
                           for o in (None, "sm80", "sm86", "sm89", "sm120")}  # fmt: skip
