@@ -42,6 +42,27 @@ def _cap(args: argparse.Namespace) -> int:
         value = 0
     if value <= 0:
         raise ValueError(f"--smem wants a positive number of bytes (e.g. 101376), not {args.smem!r}")
+    return _below_real_limit(value)
+
+
+def _below_real_limit(value: int) -> int:
+    """``value`` if a cap of it emulates something: below the live GPU's limit per block, and no
+    more than the largest any catalog GPU has; a larger cap would silently change nothing."""
+    from sglang_consumer_gpu.hardware import KNOWN_GPUS, live_specs
+
+    live = [s for s in live_specs() if "emulated" not in s.source]  # a cap set already hides the real limit
+    limit = min(s.smem_per_block_optin for s in live) if live else None
+    if limit is not None and value >= limit:
+        raise ValueError(
+            f"--smem {value}: the GPU here allows {limit:,} B per block already, so the cap would emulate "
+            "nothing; give fewer bytes (e.g. --smem 101376, an RTX 4090's)"
+        )
+    largest = max(g.smem_per_block_optin for g in KNOWN_GPUS)
+    if value > largest:
+        raise ValueError(
+            f"--smem {value}: no known GPU allows more than {largest:,} B of shared memory per block; "
+            "give a GPU's limit (e.g. --smem 101376, an RTX 4090's)"
+        )
     return value
 
 
