@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --model PATH (a model directory, config.json, or HF id in the local HF cache)")
     if args.tp <= 0 or args.ep <= 0:
         raise ValueError(f"--tp and --ep must be positive (got tp={args.tp}, ep={args.ep})")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
     batch_sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
     from sglang_consumer_gpu.models import load_model
 

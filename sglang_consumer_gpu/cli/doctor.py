@@ -354,9 +354,9 @@ def _print_human(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model or getattr(args, "sglang_args", None):
-        from sglang_consumer_gpu.cli import doctor_model
+    from sglang_consumer_gpu.cli import doctor_model
 
+    if doctor_model.wants_model(args):
         return doctor_model.run(args)
     gpu = find_gpu(args.gpu) if args.gpu else None
     data = collect(gpu, do_import=args.do_import)

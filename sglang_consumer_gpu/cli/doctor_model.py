@@ -25,6 +25,15 @@ from sglang_consumer_gpu.planner.memory import GIB, PRE_LOAD_OVERHEAD_GIB
 from sglang_consumer_gpu.planner.verdict import Assessment
 
 _TAG = {FAIL: "x", RISK: "!", INFO: "-", "note": "-"}
+#: Far above any GPU's memory: a larger --gpu-mem is a typo (or inf), not a GPU.
+MAX_GPU_MEM_GIB = 4096
+#: ``doctor``'s options that only mean something for a launch (destination, flag).
+MODEL_ONLY = (
+    ("gpus", "--gpus"),
+    ("gpu_mem", "--gpu-mem"),
+    ("explain", "--explain"),
+    ("no_compile", "--no-compile"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,13 +56,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model_ref(args: argparse.Namespace, extra: list[str]) -> tuple[str, list[str]]:
+    given = [a for a in extra if a == "--model-path" or a.startswith("--model-path=")]
+    if len(given) + bool(args.model) > 1:
+        raise ValueError("give the model once, with --model or --model-path")
     if args.model:
         return args.model, extra
-    if "--model-path" in extra:
-        i = extra.index("--model-path")
-        if i + 1 < len(extra):
+    if given:
+        i = extra.index(given[0])
+        if "=" in given[0]:
+            return given[0].split("=", 1)[1], extra[:i] + extra[i + 1 :]
+        if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
             return extra[i + 1], extra[:i] + extra[i + 2 :]
-    raise ValueError("give the model with --model PATH|HF-ID")
+        raise ValueError("--model-path needs a value: the model's directory or Hugging Face id")
+    if extra:  # without a model these are not launch flags: name them instead of asking for one
+        raise ValueError(
+            f"unrecognized arguments: {' '.join(extra)} (SGLang launch flags need a model: "
+            "give the model with --model PATH|HF-ID)"
+        )
+    flags = " ".join(flag for dest, flag in MODEL_ONLY if getattr(args, dest) not in (None, False))
+    raise ValueError(f"{flags or 'a launch'} needs a model: give the model with --model PATH|HF-ID")
+
+
+def wants_model(args: argparse.Namespace) -> bool:
+    """Whether ``doctor`` was asked about a launch (a model, launch flags or a --model-only option)."""
+    given = any(getattr(args, dest) not in (None, False) for dest, _ in MODEL_ONLY)
+    return bool(args.model or getattr(args, "sglang_args", None) or given)
 
 
 def _spec(args: argparse.Namespace) -> GpuSpec:
@@ -79,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
     extra = list(getattr(args, "sglang_args", []) or [])
     ref, extra = _model_ref(args, extra)
     spec = _spec(args)
-    if args.gpu_mem is not None and args.gpu_mem <= 0:
-        raise ValueError(f"--gpu-mem must be positive (GiB), got {args.gpu_mem}")
+    if args.gpu_mem is not None and not 0 < args.gpu_mem <= MAX_GPU_MEM_GIB:  # nan and inf too
+        raise ValueError(
+            f"--gpu-mem must be one GPU's memory in GiB, above 0 and at most {MAX_GPU_MEM_GIB} "
+            f"(got {args.gpu_mem}), e.g. --gpu-mem 23.6"
+        )
     if args.gpus is not None and args.gpus <= 0:
         raise ValueError(f"--gpus must be positive, got {args.gpus}")
     gpu_bytes = args.gpu_mem * GIB if args.gpu_mem else float(spec.memory_bytes)
@@ -96,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         desc = load_model(ref, quantization=quant)
     except ModelConfigError as exc:
-        raise ValueError(f"{ref}: {exc}") from None
+        raise ValueError(str(exc) if ref in str(exc) else f"{ref}: {exc}") from None
     print(
         f"asking SGLang how it would launch {desc.name} on {spec.name} (imports SGLang: a few seconds)...",
         file=sys.stderr,

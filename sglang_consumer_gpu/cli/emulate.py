@@ -21,12 +21,12 @@ import shlex
 import sys
 
 from sglang_consumer_gpu.emulation import ENV_SMEM
-from sglang_consumer_gpu.hardware import find_gpu
+from sglang_consumer_gpu.hardware import KNOWN_GPUS, find_gpu
 from sglang_consumer_gpu.hardware.emulated import ArchEmulation
 from sglang_consumer_gpu.settings import EMULATE_GPU
 
 #: The most shared memory per block any GPU in the catalog has (H100/H200): a cap above it emulates nothing.
-_MAX_SMEM = 232_448
+_MAX_SMEM = max(g.smem_per_block_optin for g in KNOWN_GPUS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +54,17 @@ def _smem(raw: str) -> int:
         value = 0
     if not 0 < value <= _MAX_SMEM:
         raise ValueError(
-            f"--smem wants a number of bytes per block between 1 and {_MAX_SMEM:,} (the most any GPU "
-            f"has), e.g. 101376, not {raw!r}"
+            f"--smem {raw}: give a number of bytes per block between 1 and {_MAX_SMEM:,} (the most any known "
+            "GPU allows), e.g. --smem 101376, an RTX 4090's"
+        )
+    from sglang_consumer_gpu.hardware.current import real_specs
+
+    live = real_specs()
+    limit = min(s.smem_per_block_optin for s in live) if live else None
+    if limit is not None and value >= limit:
+        raise ValueError(
+            f"--smem {value}: the GPU here allows {limit:,} B per block already, so the cap would emulate "
+            "nothing; give fewer bytes (e.g. --smem 101376, an RTX 4090's)"
         )
     return value
 

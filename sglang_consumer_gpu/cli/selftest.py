@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--smem wants a positive number of bytes (e.g. 101376), not {args.smem}")
     if args.max_per_source is not None and args.max_per_source < 0:
         raise ValueError("--max-per-source wants 0 or more")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
     mode = "quick" if args.quick else "full"
     spec = _plan_spec(args)
     notes: list[str] = []

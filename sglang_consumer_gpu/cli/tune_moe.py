@@ -106,6 +106,8 @@ def layers(args: argparse.Namespace) -> list[tuple[MoeShape, str]]:
                 "bf16 and fp16 write the same SGLang config file: tune the dtype the model runs in"
             )
         out[label] = (shape, a)
+    if not out:
+        raise ValueError(f"--dtype names no dtype; give one or more of auto, {', '.join(TUNABLE)}")
     return list(out.values())
 
 
@@ -176,7 +178,7 @@ def requests(args: argparse.Namespace) -> list[Any]:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be at least 1 (got {v})")
-    if args.budget_s is not None and args.budget_s <= 0:
+    if args.budget_s is not None and not args.budget_s > 0:  # nan too: it would never stop the search
         raise ValueError(f"--budget-s must be positive (got {args.budget_s})")
     shapes = layers(args)
     grid = batch_sizes(args.batch_sizes)

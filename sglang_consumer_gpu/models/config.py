@@ -35,6 +35,8 @@ class QuantizationNotUnderstood(ModelConfigError):
         super().__init__(f"quantization_config.{field} = {value!r}: {why}")
 
 
+#: More layers than any model has by orders of magnitude: a config with more is not a model.
+MAX_LAYERS = 100_000
 _EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 _TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "top_k", "experts_per_token")
 
@@ -59,17 +61,29 @@ _KNOWN_FIELDS: dict[str, set[str]] = {
 _ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq", "int8": "w8a8_int8"}
 
 
-def _int(cfg: dict[str, Any], *keys: str) -> int | None:
+def _int(cfg: dict[str, Any], *keys: str, section: str = "") -> int | None:
+    """The first of ``keys`` that holds a count (None: none does). Absent, null and 0 (how
+    configs write "none") pass over to the next key; any other value that is not a positive
+    integer is an error naming the field, never read as absent: ``num_experts: -128`` is not a
+    dense model, and ``hidden_size: "2048"`` has a hidden size."""
     for k in keys:
         v = cfg.get(k)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            return v
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if v is None or (type(v) is int and v == 0):
+            continue
+        if type(v) is not int or v < 0:
+            raise ModelConfigError(f"config.json: {section}{k} is {v!r}; expected a positive integer")
+        return v
     return None
 
 
 def _required(cfg: dict[str, Any], what: str, *keys: str) -> int:
     v = _int(cfg, *keys)
     if v is None:
+        zero = next((k for k in keys if cfg.get(k) is not None), None)
+        if zero is not None:
+            raise ModelConfigError(f"config.json: {zero} is {cfg[zero]!r}; expected a positive integer")
         raise ModelConfigError(f"no {what} ({' / '.join(keys)}) in the model config")
     return v
 
@@ -88,7 +102,8 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _attention(cfg: dict[str, Any], hidden: int) -> Attention:
     heads = _required(cfg, "attention head count", "num_attention_heads", "n_head", "num_heads")
-    window = _int(cfg, "sliding_window") if cfg.get("use_sliding_window", True) else None
+    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None
+    window = window if type(window) is int and window > 0 else None  # configs write 0 or -1 for none
     if _int(cfg, "kv_lora_rank"):
         nope = _required(cfg, "qk_nope_head_dim", "qk_nope_head_dim")
         rope = _required(cfg, "qk_rope_head_dim", "qk_rope_head_dim")
@@ -120,16 +135,23 @@ def _moe(cfg: dict[str, Any], layers: int) -> tuple[Moe | None, tuple[int, ...]]
     if not experts:
         return None, ()
     topk = _required(cfg, "experts-per-token count", *_TOPK_KEYS)
+    if topk > experts:
+        raise ModelConfigError(f"config.json: {topk} experts per token, more than the {experts} experts")
     inter = _required(cfg, "MoE intermediate size", "moe_intermediate_size", "intermediate_size")
     n_shared = _int(cfg, "n_shared_experts", "num_shared_experts") or 0
     shared_inter = _int(cfg, "shared_expert_intermediate_size") or n_shared * inter
     if "first_k_dense_replace" in cfg or "moe_layer_freq" in cfg:  # DeepSeek / GLM / Kimi
-        first = int(cfg.get("first_k_dense_replace") or 0)
-        freq = int(cfg.get("moe_layer_freq") or 1)
+        first = _int(cfg, "first_k_dense_replace") or 0
+        freq = _int(cfg, "moe_layer_freq") or 1
         moe_layers = tuple(i for i in range(layers) if i >= first and i % freq == 0)
     else:  # Qwen2/3-MoE spell it as a step and an exception list; Mixtral/gpt-oss: every layer
-        step = int(cfg.get("decoder_sparse_step") or 1)
-        dense = set(cfg.get("mlp_only_layers") or ())
+        step = _int(cfg, "decoder_sparse_step") or 1
+        dense = cfg.get("mlp_only_layers") or []
+        if not isinstance(dense, list) or not all(type(i) is int and i >= 0 for i in dense):
+            raise ModelConfigError(
+                f"config.json: mlp_only_layers is {dense!r}; expected a list of layer indices"
+            )
+        dense = set(dense)
         moe_layers = tuple(i for i in range(layers) if i not in dense and (i + 1) % step == 0)
     return Moe(experts, topk, inter, shared_inter, n_shared), moe_layers
 
@@ -231,7 +253,7 @@ def parse_quantization(q: dict[str, Any] | None, *, source: str = "config.json")
         dtype = "int8_w8a8" if method == "w8a8_int8" else "fp8_w8a8"
         out = Quantization(method, 8, None, True, None, "dynamic", dtype, unq)
     elif method in ("awq", "gptq"):
-        bits = _int(q, "bits", "w_bit")
+        bits = _int(q, "bits", "w_bit", section="quantization_config.")
         if bits not in (4, 8):
             raise QuantizationNotUnderstood("bits", q.get("bits", q.get("w_bit")), "expected 4 or 8")
         group = q.get("group_size", q.get("q_group_size", 128))
@@ -258,6 +280,8 @@ def describe(cfg: dict[str, Any], *, name: str = "", config_path: str = "") -> M
         raise ModelConfigError("the model config is not a JSON object")
     full = _text_config(cfg)
     layers = _required(full, "layer count", "num_hidden_layers", "n_layer", "num_layers")
+    if layers > MAX_LAYERS:  # the planner walks the layers one by one
+        raise ModelConfigError(f"config.json: {layers:,} layers; expected at most {MAX_LAYERS:,}")
     hidden = _required(full, "hidden size", "hidden_size", "n_embd", "d_model")
     vocab = _required(full, "vocabulary size", "vocab_size", "padded_vocab_size")
     moe, moe_layers = _moe(full, layers)
@@ -283,7 +307,7 @@ def describe(cfg: dict[str, Any], *, name: str = "", config_path: str = "") -> M
         moe_layers=moe_layers,
         quantization=parse_quantization(full.get("quantization_config")),
         max_position_embeddings=_int(full, "max_position_embeddings", "max_sequence_length", "seq_length"),
-        nextn_layers=int(full.get("num_nextn_predict_layers") or 0),
+        nextn_layers=_int(full, "num_nextn_predict_layers") or 0,
         config_path=config_path,
         notes=tuple(notes),
     )

@@ -43,6 +43,43 @@ class SglangRejects(ValueError):
     """SGLang's own parser or resolution refused the arguments; the message is SGLang's."""
 
 
+class InvalidValue(ValueError):
+    """A flag's value that no launch can have (``--tp-size 0``) and SGLang's parser takes: SGLang
+    fails on it later, at a division or an allocation, without naming the flag."""
+
+
+#: Flags that count GPUs, ranks or nodes (SGLang's ``ServerArgs`` field of each), all at least 1.
+#: SGLang's own check covers ``--attn-dp-size``.
+_COUNTS = ("tp_size", "pp_size", "ep_size", "dp_size", "nnodes", "attn_cp_size", "moe_dp_size", "dcp_size")
+#: Flags that are positive integers when given (None: SGLang's default).
+_POSITIVE_IF_GIVEN = {
+    "context_length": "the model's own",
+    "max_running_requests": "SGLang's default",
+    "max_total_tokens": "SGLang's default",
+}
+
+
+def check_values(raw: argparse.Namespace) -> None:
+    """Raise :class:`InvalidValue` for a parsed flag no launch can have, naming the flag and what
+    to give instead; SGLang's parser takes any integer or float for these."""
+    for name in _COUNTS:
+        v = getattr(raw, name, 1)
+        if v is not None and v < 1:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidValue(f"{flag} must be a positive integer (got {v}): leave it out for 1")
+    frac = getattr(raw, "mem_fraction_static", None)
+    if frac is not None and not 0 < frac < 1:
+        raise InvalidValue(
+            f"--mem-fraction-static must be between 0 and 1 (got {frac}): the share of GPU memory for "
+            "the weights and the KV cache; leave it out for SGLang's default"
+        )
+    for name, default in _POSITIVE_IF_GIVEN.items():
+        v = getattr(raw, name, None)
+        if v is not None and v < 1:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidValue(f"{flag} must be a positive integer (got {v}): leave it out for {default}")
+
+
 #: Flags the planner does not pass on: it reads config.json with transformers' own config
 #: classes and never runs a checkpoint's code.
 DROPPED_FLAGS = ("--trust-remote-code",)
@@ -116,6 +153,7 @@ def parse_args(model_dir: str, argv: Sequence[str]) -> Any:
 
         args = ConfigArgumentMerger(parser).merge_config_with_args(args)
     raw = parser.parse_args(args)
+    check_values(raw)
     raw._radix_eviction_policy_explicitly_set = "--radix-eviction-policy" in " ".join(args)
     return ServerArgs.from_cli_args(raw)
 
@@ -140,7 +178,8 @@ def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, not
             sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
             with virtual_gpu(spec, patched=False), _gpu_memory(mib):
                 sa.resolve_once()
-    except SglangRejects:
+                sa.check_server_args()  # what launch_server checks next, before any GPU work
+    except (SglangRejects, InvalidValue):
         raise
     except (
         ValueError,

@@ -6,7 +6,10 @@ a per-channel checkpoint when dense layers stop dividing, a 16-bit or 4-bit
 checkpoint where the GPU cannot run fp8 experts, fp8 e5m2 KV before sm_89,
 SGLang's own default static fraction when a higher one leaves too little
 headroom, a higher fraction when the weights leave no KV pool, more pipeline
-stages when the weights do not fit, more nodes when a node has too few GPUs.
+stages when the weights do not fit, more nodes when a node has too few GPUs,
+the neighbouring power-of-two TP sizes when heads or the MoE width do not split
+over TP, and an expert-parallel size (TP's, or a power of two) that divides
+both TP and the experts.
 A candidate is kept only if the planner, run again on it (SGLang's resolution
 included), judges it better than the original; the result is shown with it.
 """
@@ -24,7 +27,7 @@ from sglang_consumer_gpu.models import (
 )
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK
 from sglang_consumer_gpu.planner.launch import set_flag
-from sglang_consumer_gpu.planner.sglang_edge import SglangRejects
+from sglang_consumer_gpu.planner.sglang_edge import InvalidValue, SglangRejects
 from sglang_consumer_gpu.planner.verdict import OK, Assessment
 
 _RANK = {OK: 0, RISK: 1, FAIL: 2}
@@ -58,6 +61,13 @@ class Suggestion:
         }
 
 
+def _tp_neighbours(tp: int) -> list[int]:
+    """The TP sizes next to ``tp`` that launches use, powers of two: the nearest above, then below."""
+    above = 1 << tp.bit_length() if tp & (tp - 1) else tp * 2
+    below = 1 << (tp.bit_length() - 1) if tp & (tp - 1) else tp // 2
+    return [t for t in (above, below) if t >= 1]
+
+
 def _candidates(base: Assessment) -> list[Candidate]:
     launch, desc, spec = base.launch, base.desc, base.spec
     argv = launch.argv
@@ -87,6 +97,18 @@ def _candidates(base: Assessment) -> list[Candidate]:
                 )
             )
             tp //= 2
+    if any(a == "layout" and " TP " in t for a, t in texts):  # heads or MoE width do not split over TP
+        for tp in _tp_neighbours(launch.tp):
+            flags = set_flag(argv, "--tp-size", str(tp), "--tp")
+            if launch.ep == launch.tp:
+                flags = set_flag(flags, "--ep-size", str(tp), "--ep")
+            out.append(Candidate(f"--tp {tp} ({launch.world // launch.tp * tp} GPUs)", flags, desc))
+    if desc.moe and any(a == "layout" and "--ep" in t for a, t in texts):
+        sizes = dict.fromkeys([launch.tp, *(1 << k for k in range(launch.tp.bit_length() - 1, -1, -1))])
+        for ep in (e for e in sizes if launch.tp % e == 0 and desc.moe.experts % e == 0 and e != launch.ep):
+            out.append(
+                Candidate(f"--ep {ep}", set_flag(argv, "--ep-size", str(ep), "--ep"), desc, family="ep")
+            )
     if dense_block:
         out.append(
             Candidate(
@@ -178,7 +200,7 @@ def suggest(base: Assessment, evaluate: Evaluate, *, limit: int = 3) -> list[Sug
             continue
         try:
             result = evaluate(cand.argv, cand.desc, cand.needs_other_checkpoint)
-        except SglangRejects:
+        except (SglangRejects, InvalidValue):
             continue
         if _RANK[result.verdict] < _RANK[base.verdict]:
             change = cand.change + (
