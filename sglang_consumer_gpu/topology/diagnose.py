@@ -128,19 +128,22 @@ def memory_balance(topo: Topology, layout: Layout, env: Mapping[str, str]) -> li
         who = f" (in use by {', '.join(low.processes)})" if low.processes else ""
         numbers = f"GPU {low.index} has {_gib(free[low.index])} free{who}, GPU {high.index} has {_gib(free[high.index])}"
         if ratio >= SGLANG_BALANCE:
+            if not raises:
+                continue
             out.append(
                 Issue(
                     RISK,
                     "memory",
-                    f"free memory is {ratio:.3f} of the freest GPU's, just above SGLang's line (0.9): {numbers}; "
-                    "CUDA contexts and NCCL take a few hundred MB per GPU before SGLang measures",
+                    f"free memory is {ratio:.3f} of the freest GPU's, just above SGLang's line ({SGLANG_BALANCE}): "
+                    f"{numbers}; CUDA contexts and NCCL take a few hundred MB per GPU before SGLang measures",
                     "free some memory on the fuller GPU before launching",
                 )
             )
             continue
         quote = (
             'SGLang raises "The memory capacity is unbalanced. Some GPUs may be occupied by other processes." '
-            f"at start-up: {numbers}, below 0.9 x {_gib(free[high.index])} = {_gib(SGLANG_BALANCE * free[high.index])}"
+            f"at start-up: {numbers}, below {SGLANG_BALANCE} x {_gib(free[high.index])} = "
+            f"{_gib(SGLANG_BALANCE * free[high.index])}"
         )
         fix = (
             f"free GPU {low.index} or leave it out with CUDA_VISIBLE_DEVICES; or set {MEMORY_CHECK_ENV}=0, "
