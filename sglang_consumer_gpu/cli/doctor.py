@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
+from sglang_consumer_gpu.cli import doctor_multigpu
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
 from sglang_consumer_gpu.safety import state as safety_state
 from sglang_consumer_gpu.versions import (
@@ -195,6 +196,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
         out["patches_in_this_process"] = _import_and_apply(target)
     out["activation"] = activation_report()
     out["safety_net"] = safety_state.report()
+    out["multi_gpu"] = doctor_multigpu.report()
     return out
 
 
@@ -325,6 +327,9 @@ def _print_human(data: dict[str, Any]) -> None:
         print("  live GPUs: " + ", ".join(g["name"] for g in data["live_gpus"]))
     if data["emulation"]:
         print(f"  Emulation ({data['emulation']['mode']}): {data['emulation']['line']}")
+    print()
+    for line in doctor_multigpu.lines(data["multi_gpu"]):
+        print(line)
     print()
     print("Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in data["versions"].items()))
     cov = data["sglang_coverage"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from sglang_consumer_gpu.hardware import GpuSpec, current_spec, find_gpu
 from sglang_consumer_gpu.models import ModelConfigError, ModelDescription, load_model, resolve
 from sglang_consumer_gpu.planner.constraints import FAIL, INFO, RISK
 from sglang_consumer_gpu.planner.memory import GIB, PRE_LOAD_OVERHEAD_GIB
+from sglang_consumer_gpu.planner.multigpu import AREA as MULTI_GPU
 from sglang_consumer_gpu.planner.verdict import Assessment
 
 _TAG = {FAIL: "x", RISK: "!", INFO: "-", "note": "-"}
@@ -100,8 +102,10 @@ def _progress(total: int) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu import planner
+    from sglang_consumer_gpu.planner.multigpu import box_for, multigpu_findings
     from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint
     from sglang_consumer_gpu.planner.suggest import suggest
+    from sglang_consumer_gpu.topology import installed_nccl, read_topology
 
     extra = list(getattr(args, "sglang_args", []) or [])
     ref, extra = _model_ref(args, extra)
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         from sglang_consumer_gpu.hardware import live_specs
 
         gpus = len(live_specs()) or None
+    live = None if args.gpu else read_topology()
+    nccl = installed_nccl()
     files = resolve(ref)
     quant = _flag_value(extra, "--quantization")
     try:
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     def evaluate(argv: Sequence[str], d: ModelDescription, other: bool = False) -> Assessment:
         def run_in(model_dir: str) -> Assessment:
-            return planner.plan(
+            result = planner.plan(
                 spec,
                 d,
                 model_dir,
@@ -144,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 compile=not args.no_compile,
                 progress=_progress,
             )
+            box = box_for(live, spec, result.launch, gpus)
+            result.findings += multigpu_findings(box, result.launch, nccl, os.environ)
+            return result
 
         if not other:
             return run_in(str(files.model_dir))
@@ -249,6 +258,9 @@ def print_assessment(
             why = f": {res.reasons[0].text}" if res.reasons else ""
             print(f"  {i}. {sg.change}\n     -> {res.verdict}{tail}{why}")
             print(f"     flags: {' '.join(sg.argv)}")
+    elif r.verdict != "OK" and all(f.area == MULTI_GPU for f in reasons):
+        print()
+        print("What to do: what each reason above says (they are about the machine, not the launch flags)")
     elif r.verdict != "OK":
         print()
         print(

@@ -50,7 +50,8 @@ def _merge_with_catalog(
     )
 
 
-def _visible_indices(count: int) -> list[int]:
+def visible_indices(count: int) -> list[int]:
+    """NVML indices of the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible (all for UUIDs or MIG ids)."""
     vis = os.environ.get("CUDA_VISIBLE_DEVICES")
     if vis is None:
         return list(range(count))
@@ -92,7 +93,7 @@ def _specs_from_nvml() -> list[GpuSpec]:
     pynvml.nvmlInit()
     try:
         specs = []
-        for i in _visible_indices(pynvml.nvmlDeviceGetCount()):
+        for i in visible_indices(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(h)
             if isinstance(name, bytes):

@@ -43,6 +43,8 @@ class Launch:
     attention_backend: str = ""
     moe_runner_backend: str = "auto"
     pp_layers: tuple[tuple[int, int], ...] = ()  # SGLang's layer range of each pipeline stage
+    disable_custom_all_reduce: bool = False  # as SGLang resolved it (a flag, or a model's own override)
+    enable_p2p_check: bool = False  # --enable-p2p-check: SGLang tests peer access instead of assuming it
     notes: tuple[str, ...] = field(default=())
 
     @property

@@ -267,5 +267,7 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
         attention_backend=str(cfg.attention_backend or ""),
         moe_runner_backend=str(cfg.moe_runner_backend),
         pp_layers=tuple(get_pp_indices(layers, r, pp) for r in range(pp)) if layers else (),
+        disable_custom_all_reduce=bool(cfg.disable_custom_all_reduce),
+        enable_p2p_check=bool(cfg.enable_p2p_check),
         notes=tuple(f"SGLang: {line}" for line in notes.lines),
     )
