@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "moe": 2,
     "attention": 2,
     "int8": 2,
+    "builds": 2,  # reads the installed binaries; judges them for a GpuSpec
     "models": 3,
     "patches": 4,
     "activation": 4,
