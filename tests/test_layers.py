@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "attention": 2,
     "int8": 2,
     "topology": 2,  # multi-GPU boxes: links, memory balance, NCCL (reads NVML like hardware/)
+    "builds": 2,  # reads the installed binaries; judges them for a GpuSpec
     "models": 3,
     "patches": 4,
     "activation": 4,

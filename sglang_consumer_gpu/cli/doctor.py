@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
-from sglang_consumer_gpu.cli import doctor_multigpu
+from sglang_consumer_gpu.cli import doctor_builds, doctor_multigpu
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
 from sglang_consumer_gpu.safety import state as safety_state
 from sglang_consumer_gpu.versions import (
@@ -197,6 +197,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     out["activation"] = activation_report()
     out["safety_net"] = safety_state.report()
     out["multi_gpu"] = doctor_multigpu.report()
+    out["builds"] = doctor_builds.collect(target)
     return out
 
 
@@ -350,6 +351,8 @@ def _print_human(data: dict[str, Any]) -> None:
     print()
     for line in safety_state.lines(data["safety_net"]):
         print(line)
+    print()
+    doctor_builds.print_section(data["builds"])
     tips = _advice(data)
     if tips:
         print()
