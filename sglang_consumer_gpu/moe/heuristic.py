@@ -86,13 +86,6 @@ def expected_active_experts(tokens: int, E: int) -> float:
     return E * (1.0 - (1.0 - 1.0 / E) ** tokens)
 
 
-def _pow2_at_least(x: float, lo: int, hi: int) -> int:
-    v = lo
-    while v < x and v < hi:
-        v *= 2
-    return v
-
-
 def _k_padding(bk: int, length: int) -> float:
     """Fraction of ``length`` a K loop of ``bk``-deep steps loads past its end (masked)."""
     return (-length) % bk / length

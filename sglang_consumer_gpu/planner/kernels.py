@@ -19,7 +19,7 @@ per distinct config: shared memory depends on the tile and dtype, not on M.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,7 +309,3 @@ def kernel_rows(
             "Triton launches are checked"
         )
     return rows, notes
-
-
-def sglang_alone_failures(rows: Iterable[KernelRow]) -> list[KernelRow]:
-    return [r for r in rows if r.sglang_alone_fails]

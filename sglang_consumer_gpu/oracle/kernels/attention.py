@@ -20,7 +20,6 @@ compiles for a GPU (see :mod:`sglang_consumer_gpu.checks.attention`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -258,39 +257,3 @@ def launch_resources(spec: GpuSpec, case: AttentionCase, *, patched: bool = True
     """Shared memory of every kernel ``case`` launches on ``spec`` (raises if it does not compile)."""
     case = for_spec(case, spec)
     return [launch.resources for launch in dry_run(spec, case, patched=patched) if launch.resources]
-
-
-def sglang_case(case: AttentionCase, **changes: Any) -> AttentionCase:
-    """A copy of ``case`` with fields changed (for tests and scripts)."""
-    return replace(case, **changes)
-
-
-def sweep(gpus: Iterable[str], *, full: bool) -> dict[str, Any]:
-    """Dry-run every case on every GPU; JSON-ready summary (used by ``__main__``)."""
-    from sglang_consumer_gpu.hardware import find_gpu
-
-    rows: list[dict[str, Any]] = []
-    for gpu in gpus:
-        spec = find_gpu(gpu)
-        for case in cases(full=full):
-            for res in launch_resources(spec, case):
-                rows.append({"gpu": spec.name, "case": case.label, **res.to_dict()})
-    return {"full": full, "total": len(rows), "failed": sum(not r["fits"] for r in rows), "rows": rows}
-
-
-if __name__ == "__main__":  # python -m sglang_consumer_gpu.oracle.kernels.attention --full --out FILE
-    import argparse
-    import json
-    from pathlib import Path
-
-    ap = argparse.ArgumentParser(description="Attention oracle sweep over GPUs")
-    ap.add_argument(
-        "--gpu", action="append", help="GPU name (repeatable); default RTX 3090/4090, L40S, RTX 5090"
-    )
-    ap.add_argument("--full", action="store_true")
-    ap.add_argument("--out", type=Path, required=True)
-    ns = ap.parse_args()
-    gpus = ns.gpu or ["RTX 3090", "RTX 4090", "L40S", "RTX 5090"]
-    result = sweep(gpus, full=ns.full)
-    ns.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
