@@ -45,10 +45,9 @@ from sglang_consumer_gpu.measure.moe import MoeCase, config_key, launch_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
 from sglang_consumer_gpu.moe.validate import pair_label, tile_label
 from sglang_consumer_gpu.selftest import choices
+from sglang_consumer_gpu.versions import FIRST_RELEASE, SELFTEST_SGLANG, SGLANG_RELEASES, in_range
 
 QUICK, FULL = "quick", "full"
-#: SGLang releases whose kernel modules the engine drives (``sglang.kernels.ops``, 0.5.16+).
-MIN_SGLANG = "0.5.16"
 
 #: The fused-MoE layer every dtype is tested on (Qwen3-30B-A3B: E 128, N 768, K 2048, top-8).
 MOE_LAYER = (128, 768, 2048, 8)
@@ -239,14 +238,17 @@ def _m_class(case: MoeCase) -> tuple[bool, bool]:
 
 
 def sglang_problem(version: str | None) -> str | None:
-    """Why SGLang's kernels cannot be driven here, or None."""
+    """Why SGLang's kernels cannot be driven here (outside ``versions.SELFTEST_SGLANG``), or None."""
     if version is None:
         return "SGLang is not installed in this Python"
+    first, last = FIRST_RELEASE["selftest"], SGLANG_RELEASES[-1]
     try:
-        if Version(version) < Version(MIN_SGLANG):
-            return f"SGLang {version} is older than {MIN_SGLANG}: the engine drives SGLang's sglang.kernels.ops modules"
+        if Version(version) < Version(first):
+            return f"SGLang {version} is older than {first}: the engine drives SGLang's sglang.kernels.ops modules"
     except InvalidVersion:
         return None
+    if not in_range(version, SELFTEST_SGLANG):
+        return f"SGLang {version} is newer than {last}, the newest release the plugin covers: its patches stand down"
     return None
 
 
