@@ -4,7 +4,7 @@ Versions are read from package metadata, so nothing heavy is imported (this
 runs on the first ``import sglang`` and in ``doctor``).
 
 "Covered" means: for every release in :data:`SGLANG_RELEASES` each patch
-declares where its target lives (``patches.base.Seam``), and CI checks from
+declares where its target lives (``patching.base.Seam``), and CI checks from
 the release's own wheel, without importing it, that the target is there with
 the signature the patch expects (``tests/test_sglang_versions.py``). Outside
 that range the plugin patches nothing and says so once.

@@ -123,7 +123,7 @@ def test_oracle_mla_extend_datacenter_tile_overflows_sm89() -> None:
 
 def test_virtual_4090_gets_sglang_sm89_branch_and_patch_says_upstream_fixed() -> None:
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     with virtual_gpu(find_gpu("RTX 4090")):
         import sglang.kernels.ops.attention.extend_attention as ea

@@ -44,7 +44,7 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 import {CFG} as cfg
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.patching import registry
 def ask(E, N, K, topk, dtype, M):
     with virtual_gpu(find_gpu(os.environ["SGLANG_CONSUMER_GPU_VIRTUAL"])):
         return cfg.try_get_optimal_moe_config((E, 2 * N, K), (E, K, N), topk, dtype, M)
@@ -316,7 +316,7 @@ from sglang.srt.plugins import load_plugins
 load_plugins()
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.patching import registry
 installed = [p.name for p in registry.patches() if registry.installed(p)]
 with virtual_gpu(find_gpu("{RTX_4090}"), patched=bool(installed)):  # publishes what SGLang's default reads
     answer = cfg.get_default_config(4096, 100, 300, 1024, 4, None, False, None)

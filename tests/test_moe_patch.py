@@ -9,7 +9,7 @@ import contextlib, json, logging, os
 logging.basicConfig(level=logging.INFO)
 import sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config as cfgmod
 from sglang.srt.layers.moe.moe_runner.triton_utils import fused_moe  # imports try_get_optimal_moe_config
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.patching import registry
 out = {"status": {k: v.status.value for k, v in registry.results().items() if k.startswith("moe")}}
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu

@@ -26,8 +26,9 @@ from triton.runtime.errors import OutOfResources
 from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.hardware.current import override_spec
-from sglang_consumer_gpu.patches import registry, safety_net
-from sglang_consumer_gpu.patches.base import Status
+from sglang_consumer_gpu.patches import safety_net
+from sglang_consumer_gpu.patching import registry
+from sglang_consumer_gpu.patching.base import Status
 from sglang_consumer_gpu.safety import guard, state
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
@@ -486,7 +487,7 @@ def test_activation_path_installs_the_guard_for_sglangs_kernels(tmp_path):
         import sglang.kernels.ops.moe.fused_moe_triton_kernels  # noqa: F401  (the watcher applies the patches)
         from triton.runtime.jit import JITFunction
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
         from sglang_consumer_gpu.safety import state
         from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
         from test_safety_guard import OLD_MOE_TILE, _moe_call

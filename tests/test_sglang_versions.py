@@ -6,7 +6,7 @@ the same file) and the few source files the patches target are kept under
 ``<plugin cache>/sglang-sources/<version>/`` with the wheel's file list; a
 second run reads only that cache (no pip, no network). The wheel itself is
 not kept (52 wheels are ~390 MB). Each patch's seam for the release is then
-checked with :mod:`ast` (``patches.static``): the module and the target exist,
+checked with :mod:`ast` (``patching.static``): the module and the target exist,
 with the parameters the patch expects, called by name from the function the
 patch relies on. The import-level tests on the pinned 0.5.23 are the rest of
 the suite.
@@ -31,8 +31,8 @@ from packaging.version import Version
 from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.sources import SGLANG_CONFIG_DIRS
-from sglang_consumer_gpu.patches.catalog import builtin_patches
-from sglang_consumer_gpu.patches.static import check_seam, module_paths, read_source
+from sglang_consumer_gpu.patching.catalog import builtin_patches
+from sglang_consumer_gpu.patching.static import check_seam, module_paths, read_source
 from sglang_consumer_gpu.versions import (
     CHECK_SGLANG,
     COVERED_SGLANG,
@@ -162,7 +162,7 @@ def test_every_patch_target_exists_as_the_patch_expects(releases, version) -> No
 
 def test_triton_patch_targets_exist_in_the_installed_triton() -> None:
     """The safety net's targets are Triton's: they are checked in the installed Triton's source."""
-    from sglang_consumer_gpu.patches.static import installed_reader
+    from sglang_consumer_gpu.patching.static import installed_reader
 
     read = installed_reader()
     assert TRITON_PATCHES and read is not None
@@ -225,7 +225,7 @@ def test_doctor_static_verdict_works_on_every_release_with_the_extend_seam(relea
 
 def test_pinned_release_wheel_is_the_installed_code(releases) -> None:
     """The source the AST check reads for 0.5.23 is the code the import-level tests run."""
-    from sglang_consumer_gpu.patches.static import installed_reader
+    from sglang_consumer_gpu.patching.static import installed_reader
 
     wheel, _ = _reader(releases[PINNED_SGLANG])
     installed = installed_reader()

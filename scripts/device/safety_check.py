@@ -129,7 +129,8 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
     from sglang_consumer_gpu.hardware import current_spec
     from sglang_consumer_gpu.hardware.current import override_spec
     from sglang_consumer_gpu.oracle.virtual import unpatched
-    from sglang_consumer_gpu.patches import registry, safety_net
+    from sglang_consumer_gpu.patches import safety_net
+    from sglang_consumer_gpu.patching import registry
 
     live = current_spec()
     if live is None:  # no NVML here: describe the GPU from torch
@@ -500,7 +501,7 @@ def bench_overhead(rounds: int = 15, launches: int = 1000) -> dict[str, Any]:
 
     from triton.runtime.jit import JITFunction
 
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     torch = _torch()
     bio = importlib.import_module(BIO)

@@ -121,7 +121,7 @@ def install() -> int | None:
     cap = smem_cap()
     if cap is None:
         return None
-    from sglang_consumer_gpu.patches import watcher
+    from sglang_consumer_gpu.patching import watcher
 
     def on_triton(module: ModuleType) -> None:
         if not patch_triton_driver(module, cap):

@@ -255,7 +255,7 @@ def _preload(modules: Iterable[str]) -> None:
 
 def _reapply_patches() -> None:
     from sglang_consumer_gpu import settings
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     switch = settings.switch()
     registry.apply_loaded(None if switch.enabled else f"disabled by {switch.describe()}", sglang_only=True)
@@ -267,7 +267,7 @@ def unpatched() -> Iterator[None]:
     reverted on entry and re-applied (for the modules loaded by then) on exit.
     The Triton-level safety net is process state, not a capability answer:
     it stays as it was (its guard reads the GPU spec at compile time)."""
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     with _lock:
         registry.revert_all(sglang_only=True)

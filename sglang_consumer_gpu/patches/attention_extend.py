@@ -52,8 +52,8 @@ from typing import Any
 from sglang_consumer_gpu.attention import HEAD_DIMS, extend_tile, tile_fits
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch, Seam
-from sglang_consumer_gpu.patches.static import function_from_source
+from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.static import function_from_source
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -156,5 +156,5 @@ PATCH = Patch(
     build=_build,
     upstream_fixed=upstream_fixed,
     needed_on=needed_on,
-    extra={"upstream_fixed_from_source": upstream_fixed_from_source},
+    upstream_fixed_from_source=upstream_fixed_from_source,
 )

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patching.base import Patch, Seam
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
 

@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patching.base import Patch
 
 DO_COMPILE_PARAMS = ("self", "key", "signature", "device", "constexprs", "options", "attrs", "warmup")
 
@@ -126,7 +126,7 @@ PATCHES = [
 def install() -> dict[str, str]:
     """Register and apply the safety-net patches now, for scripts that do not go
     through the plugin's activation; returns each patch's status. Idempotent."""
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     known = {p.name for p in registry.patches()}
     for patch in PATCHES:

@@ -104,7 +104,7 @@ class Runner:
         """The plugin as a server process has it (see the module docstring)."""
         from sglang_consumer_gpu import settings
         from sglang_consumer_gpu.activation import activate
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
 
         activate("selftest")
         for name in SGLANG_KERNEL_MODULES:

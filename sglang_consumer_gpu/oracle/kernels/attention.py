@@ -171,7 +171,7 @@ def dry_run(spec: GpuSpec, case: AttentionCase, *, patched: bool = True) -> list
     import importlib
 
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     module_name, fn_name = LAUNCHERS[case.launcher]
     module = importlib.import_module(module_name)

@@ -21,14 +21,12 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
 from sglang_consumer_gpu import versions
 from sglang_consumer_gpu.errors import is_not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
-from sglang_consumer_gpu.patches.base import Patch, PatchResult, Seam, Status
-from sglang_consumer_gpu.versions import installed_version
+from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.patching.base import Patch, PatchResult, Seam, Status
+from sglang_consumer_gpu.patching.decide import READY, Decision, decide, not_needed
 
 __all__ = ["Patch", "PatchResult", "Seam", "Status"]
 
@@ -71,19 +69,6 @@ def _resolve(module: ModuleType, attr: str) -> tuple[Any, str, Any]:
     for part in parts[:-1]:
         owner = getattr(owner, part)
     return owner, parts[-1], getattr(owner, parts[-1])
-
-
-def _version_ok(dist: str, spec: str) -> tuple[bool, str]:
-    if not spec:
-        return True, ""
-    have = installed_version(dist)
-    if have is None:
-        return False, f"{dist} is not installed"
-    try:
-        ok = Version(have) in SpecifierSet(spec, prereleases=True)
-    except (InvalidVersion, InvalidSpecifier) as exc:
-        return False, f"cannot compare {dist} {have} with {spec!r}: {exc}"
-    return ok, "" if ok else f"{dist} {have} not in {spec}"
 
 
 def _rebind(original: Any, replacement: Any) -> int:
@@ -211,77 +196,73 @@ def apply_patch(patch: Patch, module: ModuleType | None = None) -> PatchResult:
     return result
 
 
-def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
-    cov = versions.coverage()
-    if not cov.covered and not patch.triton_only:
-        return PatchResult(Status.VERSION_SKIPPED, cov.message)
-    seam = patch.current_seam()
-    if seam is None:
-        return PatchResult(
-            Status.VERSION_SKIPPED,
-            f"SGLang {cov.version} has no target for this patch (it has one in SGLang {patch.coverage_text()})",
-        )
-    ok, why = _version_ok("triton", patch.triton_versions)
-    if not ok:
-        return PatchResult(Status.VERSION_SKIPPED, why)
-    if module is None:
-        module = sys.modules.get(seam.module)
+class _Live:
+    """The probe of :func:`~sglang_consumer_gpu.patching.decide.decide` for an imported target;
+    keeps what it resolved for the installation."""
+
+    def __init__(self, module: ModuleType | None) -> None:
+        self.module = module
+        self.found: tuple[Any, str, Any] | None = None  # (owner, attribute name, current value)
+
+    def target(self, patch: Patch, seam: Seam) -> Decision | None:
+        module = self.module if self.module is not None else sys.modules.get(seam.module)
         if module is None:
             try:
                 module = importlib.import_module(seam.module)
             except ImportError as exc:
-                return PatchResult(Status.TARGET_MISSING, f"cannot import {seam.module}: {exc}")
-    try:
-        owner, name, current = _resolve(module, seam.attr)
-    except AttributeError:
-        return _missing(patch, seam, module)
-    marker = getattr(current, MARKER, None)
-    if marker is not None and marker[0] == patch.name:
-        return PatchResult(Status.APPLIED, _results[patch.name].detail if patch.name in _results else "")
-    changed = _signature_change(seam, current)
-    if changed:
-        return PatchResult(Status.TARGET_CHANGED, changed)
-    if patch.upstream_fixed(module):
-        return PatchResult(Status.UPSTREAM_FIXED, "the running SGLang already handles this")
+                return Decision(Status.TARGET_MISSING, f"cannot import {seam.module}: {exc}")
+        self.module = module
+        try:
+            owner, name, current = _resolve(module, seam.attr)
+        except AttributeError:
+            return _missing(patch, seam, module)
+        marker = getattr(current, MARKER, None)
+        if marker is not None and marker[0] == patch.name:
+            return Decision(Status.APPLIED, _results[patch.name].detail if patch.name in _results else "")
+        changed = _signature_change(seam, current)
+        if changed:
+            return Decision(Status.TARGET_CHANGED, changed)
+        self.found = (owner, name, current)
+        return None
+
+    def upstream_fixed(self, patch: Patch, seam: Seam, spec: GpuSpec) -> str | None:
+        return "the running SGLang already handles this" if patch.upstream_fixed(self.module) else None
+
+
+def _apply(patch: Patch, module: ModuleType | None) -> PatchResult:
     spec = current_spec()
-    if spec is None:
-        return PatchResult(Status.NOT_NEEDED, "no NVIDIA GPU visible; SGLang's own code runs")
-    if not patch.needed_on(spec):
-        return PatchResult(
-            Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
-        )
-    replacement = _guard(patch, current, patch.build(current, module))
+    probe = _Live(module)
+    decision = decide(patch, spec, probe)
+    if decision.status is not READY or probe.found is None or spec is None:
+        return PatchResult(decision.status, decision.detail)
+    owner, name, current = probe.found
+    replacement = _guard(patch, current, patch.build(current, probe.module))
     setattr(owner, name, replacement)
-    rebound = _rebind(current, replacement) if owner is module else 0
+    rebound = _rebind(current, replacement) if owner is probe.module else 0
     return PatchResult(
-        Status.APPLIED,
-        f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s){_explain(patch, spec)}",
+        Status.APPLIED, f"for {spec.name} ({spec.arch_name}); {rebound} re-bound import(s){decision.detail}"
     )
 
 
-def _missing(patch: Patch, seam: Seam, module: ModuleType) -> PatchResult:
+def _missing(patch: Patch, seam: Seam, module: ModuleType) -> Decision:
     """The target attribute is absent: say whether SGLang binds it only under a
     condition that is false here (nothing to patch), or it has really moved."""
-    from sglang_consumer_gpu.patches.static import check_source
+    from sglang_consumer_gpu.patching.static import check_source
 
     source = None
     with contextlib.suppress(OSError, TypeError):
         source = inspect.getsource(module)
     check = check_source(seam, source) if source is not None else None
     if check is not None and check.ok and check.condition:
-        return PatchResult(
+        return Decision(
             Status.NOT_NEEDED,
             f"SGLang defines {seam.attr} only when `{check.condition}` holds, which is false in this "
             "process (no CUDA device); on the GPU itself the patch applies",
         )
     spec = current_spec()
     if spec is not None and not patch.needed_on(spec):
-        return PatchResult(
-            Status.NOT_NEEDED, f"{spec.name} ({spec.arch_name}) does not need it{_explain(patch, spec)}"
-        )
-    return PatchResult(
-        Status.TARGET_MISSING, f"{seam.target} not found in SGLang {versions.sglang_version()}"
-    )
+        return not_needed(patch, spec)
+    return Decision(Status.TARGET_MISSING, f"{seam.target} not found in SGLang {versions.sglang_version()}")
 
 
 def _signature_change(seam: Seam, current: Any) -> str:
@@ -297,17 +278,6 @@ def _signature_change(seam: Seam, current: Any) -> str:
     if have == seam.params:
         return ""
     return f"{seam.target}({', '.join(have)}) has changed; the patch expects ({', '.join(seam.params)})"
-
-
-def _explain(patch: Patch, spec: Any) -> str:
-    """``patch.extra["explain"](spec)``, if the patch has one: why this GPU gets what it gets."""
-    explain = patch.extra.get("explain")
-    if not callable(explain):
-        return ""
-    try:
-        return f"; {explain(spec)}"
-    except Exception as exc:
-        return f"; (explain failed: {exc})"
 
 
 def installed(patch: Patch) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +21,9 @@ class Status(str, enum.Enum):
     FAILED = "failed"
     PENDING = "waiting for import"
     DISABLED = "disabled"
+    #: ``doctor``'s answer from SGLang's source: every check passed, the patch applies once its
+    #: module is imported in SGLang's processes.
+    WILL_APPLY = "will apply"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,11 @@ class Patch:
     #: The target is Triton's, not SGLang's (the safety net): it does not move between SGLang
     #: releases, so the patch stays on for an SGLang release outside the covered range.
     triton_only: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Why ``spec`` gets what it gets (which route, which tile), appended to the status detail.
+    explain: Callable[[GpuSpec], str] | None = None
+    #: ``upstream_fixed`` for ``spec`` from the seam module's source text alone, for ``doctor``
+    #: (None: only a live import can tell). Without it ``doctor`` cannot see an upstream fix.
+    upstream_fixed_from_source: Callable[[GpuSpec, str], bool | None] | None = None
 
     def all_seams(self) -> tuple[Seam, ...]:
         return self.seams or (Seam(self.sglang_versions, self.module, self.attr),)

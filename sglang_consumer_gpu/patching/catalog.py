@@ -1,6 +1,8 @@
-"""The built-in patches (plus any named in SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES), one module each. Adding a patch = adding its module here.
+"""Which patches exist: every module of :mod:`sglang_consumer_gpu.patches` (found by listing
+that package, so a new patch module needs no line here), then any named in
+SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES.
 
-Each module defines ``PATCH`` (a :class:`~sglang_consumer_gpu.patches.base.Patch`)
+Each module defines ``PATCH`` (a :class:`~sglang_consumer_gpu.patching.base.Patch`)
 or ``PATCHES`` (a list of them) and imports nothing heavy at module level.
 An extra module is outside the plugin's control: one that fails to import
 (even by calling ``sys.exit()``), defines neither name, or holds anything but
@@ -12,21 +14,23 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
 from sglang_consumer_gpu import settings
-from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patching.base import Patch, Seam
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
-BUILTIN_PATCH_MODULES: tuple[str, ...] = (
-    "sglang_consumer_gpu.patches.moe_config",
-    "sglang_consumer_gpu.patches.attention_extend",
-    "sglang_consumer_gpu.patches.attention_prefill",
-    "sglang_consumer_gpu.patches.int8_scaled_mm",
-    "sglang_consumer_gpu.patches.safety_net",
-)
+PATCH_PACKAGE = "sglang_consumer_gpu.patches"
+
+
+def builtin_patch_modules() -> list[str]:
+    """The plugin's patch modules: every module of :data:`PATCH_PACKAGE`, by name."""
+    package = importlib.import_module(PATCH_PACKAGE)
+    found = pkgutil.iter_modules(package.__path__, f"{PATCH_PACKAGE}.")
+    return sorted(m.name for m in found if not m.ispkg)
 
 
 def _problem(patch: Any) -> str:
@@ -66,7 +70,7 @@ def _declared(name: str, mod: Any) -> Iterable[Any] | str:
 def builtin_patches() -> list[Patch]:
     out: list[Patch] = []
     names: set[str] = set()
-    for module_name in (*BUILTIN_PATCH_MODULES, *settings.extra_patch_modules()):
+    for module_name in (*builtin_patch_modules(), *settings.extra_patch_modules()):
         try:
             mod = importlib.import_module(module_name)
         except (Exception, SystemExit) as exc:  # a broken patch module must not stop the others

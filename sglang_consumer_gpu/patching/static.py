@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sglang_consumer_gpu.patches.base import Seam
+from sglang_consumer_gpu.patching.base import Seam
 
 #: ``read(path inside the sglang distribution, e.g. "sglang/srt/x.py") -> source or None``
 Reader = Callable[[str], "str | None"]
