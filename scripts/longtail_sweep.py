@@ -223,7 +223,7 @@ def _summary(rows: list[dict[str, Any]], t0: float) -> dict[str, Any]:
 def sweep_oracle() -> dict[str, Any]:
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.oracle import virtual
-    from sglang_consumer_gpu.oracle.launch import capture_launches
+    from sglang_consumer_gpu.oracle.capture import capture_launches
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
     rows: list[dict[str, Any]] = []

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.models import load_model, resolve
-from sglang_consumer_gpu.planner.launch import set_flag
+from sglang_consumer_gpu.models.launch import set_flag
 from sglang_consumer_gpu.planner.memory import GIB, plan_memory
 from sglang_consumer_gpu.planner.sglang_edge import resolve_launch
 from sglang_consumer_gpu.planner.sglang_log import compare, parse_log

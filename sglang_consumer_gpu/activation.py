@@ -39,7 +39,8 @@ def active_paths() -> list[str]:
     return list(_paths)
 
 
-def _register_builtins() -> None:
+def register_builtins() -> None:
+    """Register the built-in (and extra) patches once per process."""
     global _registered
     if _registered:
         return
@@ -74,7 +75,7 @@ def activate(path: str = "api") -> None:
         with _lock:
             if path not in _paths:
                 _paths.append(path)
-            _register_builtins()
+            register_builtins()
             from sglang_consumer_gpu.patching import registry, watcher
             from sglang_consumer_gpu.versions import coverage
 

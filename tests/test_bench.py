@@ -193,12 +193,12 @@ def test_replot(capped, tmp_path):
 
 def test_sglangs_own_choice_does_not_leak_from_one_virtual_gpu_to_the_next():
     """SGLang caches get_moe_configs (an lru_cache the plugin's patch covers): asking for an
-    H200 first must not hand an RTX 4090 the H200's file (oracle.virtual clears it after the revert)."""
+    H200 first must not hand an RTX 4090 the H200's file (families.on_gpu clears it after the revert)."""
+    from sglang_consumer_gpu.families.moe import sglang_choices
     from sglang_consumer_gpu.moe.shape import MoeShape
-    from sglang_consumer_gpu.selftest.choices import sglang_moe_choices
 
     shape, rtx = MoeShape(128, 768, 2048, 8), find_gpu("NVIDIA GeForce RTX 4090")
-    alone = sglang_moe_choices(rtx, shape, [4096])
-    h200 = sglang_moe_choices(capped_h200(), shape, [4096])
+    alone = sglang_choices(rtx, shape, [4096])
+    h200 = sglang_choices(capped_h200(), shape, [4096])
     assert h200 != alone  # SGLang has an H200 file for this layer, none for the 4090
-    assert sglang_moe_choices(rtx, shape, [4096]) == alone
+    assert sglang_choices(rtx, shape, [4096]) == alone

@@ -13,8 +13,8 @@ import pytest
 from sglang_consumer_gpu import planner
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.models import load_model
+from sglang_consumer_gpu.models.launch import Launch, set_flag
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK, check_constraints
-from sglang_consumer_gpu.planner.launch import Launch, set_flag
 from sglang_consumer_gpu.planner.memory import GIB, matrix_bytes, plan_memory
 from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint, resolve_launch
 from sglang_consumer_gpu.planner.suggest import suggest

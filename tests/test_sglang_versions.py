@@ -238,10 +238,11 @@ def test_pinned_release_wheel_is_the_installed_code(releases) -> None:
 def test_check_range_has_every_module_the_oracle_imports(releases) -> None:
     """`check` (versions.CHECK_SGLANG) needs these modules; the release below the range lacks one."""
     from sglang_consumer_gpu.oracle import virtual
-    from sglang_consumer_gpu.oracle.kernels import attention, moe
+    from sglang_consumer_gpu.oracle.kernels import attention
+    from sglang_consumer_gpu.patches import moe_config
 
-    modules = {*virtual.PRELOAD, *virtual.MODULE_CONSTANTS, moe.KERNELS, moe.ALIGN, attention.EXTEND}
-    modules |= {attention.PREFILL, attention.DECODE, "sglang.srt.arg_groups.fields.exec_"}
+    modules = {*virtual.PRELOAD, *virtual.MODULE_CONSTANTS, moe_config.LAUNCHER.module, moe_config.ALIGN.module}
+    modules |= {seam.module for seam in attention.LAUNCHERS.values()} | {virtual.EXEC_FIELDS.module}
     below = [v for v in SGLANG_RELEASES if not in_range(v, CHECK_SGLANG)][-1]
     for version, root in releases.items():
         _, names = _reader(root)

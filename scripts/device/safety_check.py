@@ -128,9 +128,9 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
     """
     from sglang_consumer_gpu.hardware import current_spec
     from sglang_consumer_gpu.hardware.current import override_spec
-    from sglang_consumer_gpu.oracle.virtual import unpatched
     from sglang_consumer_gpu.patches import safety_net
     from sglang_consumer_gpu.patching import registry
+    from sglang_consumer_gpu.patching.registry import unpatched
 
     live = current_spec()
     if live is None:  # no NVML here: describe the GPU from torch

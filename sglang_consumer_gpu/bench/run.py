@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sglang_consumer_gpu.bench.points import AttentionPoint, BenchPlan, Fit, MoePoint
+from sglang_consumer_gpu.bench.points import AttentionPoint, BenchPlan, MoePoint
+from sglang_consumer_gpu.families.base import Fit
+from sglang_consumer_gpu.measure.report import write_json
 from sglang_consumer_gpu.moe.validate import pair_label
-from sglang_consumer_gpu.selftest.report import write_json
 
 SCHEMA = "sglang-consumer-gpu/bench/1"
 Progress = Callable[[int, str], Any]
@@ -146,7 +147,7 @@ def run_bench(
     On KeyboardInterrupt the document is written with ``interrupted: true`` and it re-raises."""
     from sglang_consumer_gpu.measure.compile import describe, precompile
     from sglang_consumer_gpu.measure.timer import Timer
-    from sglang_consumer_gpu.oracle.virtual import unpatched
+    from sglang_consumer_gpu.patching.registry import unpatched
 
     write_json(path, doc)
     try:

@@ -29,9 +29,10 @@ from typing import Any
 
 from sglang_consumer_gpu.measure.common import TF32_ROUNDOFF, UNIT_ROUNDOFF, Check, judge
 from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill
 
-EXTEND = "sglang.kernels.ops.attention.extend_attention"
-PREFILL = "sglang.kernels.ops.attention.prefill_attention"
+EXTEND = attention_extend.MODULE
+PREFILL = attention_prefill.MODULE
 VARIANTS = ("causal", "sliding_window", "logit_cap", "custom_mask")
 SLIDING_WINDOW = 64
 LOGIT_CAP = 20.0

@@ -70,6 +70,13 @@ SEAMS = (
     Seam(">=0.5.16", MODULE, ATTR, ("Lq", "Lv"), ("extend_attention_fwd",)),
 )
 
+# The attention family's other SGLang paths (the launchers the oracle dry-runs, the live engine
+# runs and the safety net's rules name; context attention's are in ``attention_prefill``):
+EXTEND = Seam(">=0.5.16", MODULE, "extend_attention_fwd")
+EXTEND_UNIFIED = Seam(">=0.5.16", MODULE, "extend_attention_fwd_unified")
+DENSE_PREFILL = Seam(">=0.5.16", MODULE, "dense_prefill_attention_fwd")
+DECODE = Seam(">=0.5.16", "sglang.kernels.ops.attention.decode_attention", "decode_attention_fwd")
+
 
 def sglang_tile_fits(spec: GpuSpec, blocks: tuple[int, ...]) -> bool:
     """Whether SGLang's ``(BLOCK_DMODEL, BLOCK_DPE, BLOCK_DV, BLOCK_M, BLOCK_N, num_warps)`` fits ``spec``."""

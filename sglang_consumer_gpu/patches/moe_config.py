@@ -72,6 +72,29 @@ DEFAULT_CONFIG_SEAMS = (
     Seam(">=0.5.11", MODULE, "get_default_config", _DEFAULT, _CALLER),
 )
 
+# What the tools import beside the patched functions (every fused-MoE path of the plugin is here):
+#: SGLang's own choice for a layer and batch (``check``, ``selftest``, ``bench``, ``doctor --model``).
+OPTIMAL_CONFIG = Seam(">=0.5.11", MODULE, "try_get_optimal_moe_config")
+#: The launcher of ``fused_moe_kernel`` the oracle dry-runs and the live engine times.
+LAUNCHER = Seam(">=0.5.16", "sglang.kernels.ops.moe.fused_moe_triton_kernels", "invoke_fused_moe_kernel")
+#: The routing sort both GEMMs share.
+ALIGN = Seam(
+    ">=0.5.11", "sglang.srt.layers.moe.moe_runner.triton_utils.moe_align_block_size", "moe_align_block_size"
+)
+#: The activation between the two GEMMs.
+ACTIVATION = Seam(">=0.5.17", "sglang.kernels.ops.activation.activation", "silu_and_mul")
+#: The activation quantizers the launcher's modules call for fp8/int8 layers. The two kernel
+#: modules bind some of them only when CUDA is present at import; a virtual GPU binds them.
+QUANT_FP8 = "sglang.kernels.ops.quantization.fp8_kernel"
+QUANT_INT8 = "sglang.kernels.ops.quantization.int8_kernel"
+QUANT_GROUP = Seam(
+    ">=0.5.16", "sglang.kernels.ops.quantization.per_token_group_quant", "per_token_group_quant"
+)
+QUANT_TENSOR_FP8 = Seam(
+    ">=0.5.16", "sglang.kernels.ops.quantization.per_tensor_quant_fp8", "per_tensor_quant_fp8"
+)
+QUANT_TOKEN_FP8 = Seam(">=0.5.16", "sglang.kernels.ops.quantization", "sgl_per_token_quant_fp8")
+
 
 def _deterministic(module: ModuleType) -> bool:
     """SGLang's deterministic-inference mode pins its own default tiles. The

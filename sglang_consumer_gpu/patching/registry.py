@@ -17,11 +17,11 @@ import inspect
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
-from sglang_consumer_gpu import versions
+from sglang_consumer_gpu import settings, versions
 from sglang_consumer_gpu.errors import is_not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
@@ -326,6 +326,27 @@ def apply_all(disabled_reason: str | None = None) -> dict[str, PatchResult]:
         if current is None or current.status is not Status.APPLIED:
             apply_patch(patch)
     return results()
+
+
+def reapply_loaded() -> dict[str, PatchResult]:
+    """Decide every loaded patch of SGLang again, for the GPU decisions are made for now
+    (``hardware.current_spec``: a virtual GPU's spec inside one), the off switch honoured."""
+    switch = settings.switch()
+    return apply_loaded(None if switch.enabled else f"disabled by {switch.describe()}", sglang_only=True)
+
+
+@contextlib.contextmanager
+def unpatched() -> Iterator[None]:
+    """SGLang's own code inside the block: every plugin patch of SGLang is
+    reverted on entry and decided again (for the modules loaded by then) on exit.
+    The Triton-level safety net is process state, not a capability answer:
+    it stays as it was (its guard reads the GPU spec at compile time)."""
+    with _lock:
+        revert_all(sglang_only=True)
+        try:
+            yield
+        finally:
+            reapply_loaded()
 
 
 def revert_all(*, sglang_only: bool = False) -> None:

@@ -30,8 +30,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MOE_MODULES = ("sglang.kernels.ops.moe.fused_moe_triton_kernels",)
-EXTEND_MODULES = ("sglang.kernels.ops.attention.extend_attention",)
+from sglang_consumer_gpu.patches import attention_extend, moe_config
+
+MOE_MODULES = (moe_config.LAUNCHER.module,)
+EXTEND_MODULES = (attention_extend.MODULE,)
+#: SGLang's deterministic-inference kernels (0.5.3+): their tiles are part of the numerics contract.
 BATCH_INVARIANT_MODULES = ("sglang.srt.batch_invariant_ops.batch_invariant_ops",)
 
 

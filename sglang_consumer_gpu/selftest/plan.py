@@ -6,7 +6,7 @@
 outputs and compared with a float32 reference by :mod:`.run`:
 
 - ``moe``: fused MoE, both GEMMs through SGLang's ``invoke_fused_moe_kernel``, with the configs
-  the patched lookup returns (:func:`~.choices.moe_choice`): for the Qwen3-30B-A3B layer in
+  the patched lookup returns (:func:`~sglang_consumer_gpu.families.moe.plugin_choice`): for the Qwen3-30B-A3B layer in
   every dtype the GPU runs (bf16, fp16; fp8_w8a8 per-tensor/per-channel/block from sm_89;
   int8_w8a8 per-channel/block) at the batch sizes :data:`QUICK_M`/:data:`FULL_M` (mostly the
   heuristic on consumer GPUs), plus the entries of every config file the lookup takes for
@@ -30,7 +30,7 @@ capability branches are read from SGLang itself); without SGLang those cases are
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,19 +38,19 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from sglang_consumer_gpu import settings
+from sglang_consumer_gpu.families import attention as attention_family
+from sglang_consumer_gpu.families import moe as moe_family
+from sglang_consumer_gpu.families import safety_net as safety_family
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 from sglang_consumer_gpu.measure.moe import MoeCase, config_key, launch_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
+from sglang_consumer_gpu.moe.sources import SOURCES, directories
 from sglang_consumer_gpu.moe.validate import pair_label, tile_label
-from sglang_consumer_gpu.selftest import choices
 from sglang_consumer_gpu.versions import FIRST_RELEASE, SELFTEST_SGLANG, SGLANG_RELEASES, in_range
 
 QUICK, FULL = "quick", "full"
 
-#: The fused-MoE layer every dtype is tested on (Qwen3-30B-A3B: E 128, N 768, K 2048, top-8).
-MOE_LAYER = (128, 768, 2048, 8)
 #: (name, dtype, block_shape, per_channel, activation dtype, in quick mode).
 MOE_MODES: tuple[tuple[str, str | None, tuple[int, int] | None, bool, str, bool], ...] = (
     ("bf16", None, None, False, "bfloat16", True),
@@ -310,12 +310,11 @@ def _moe_cases(
     max_per_source: int | None,
     left_out: dict[str, int],
 ) -> list[Case]:
-    from sglang_consumer_gpu.checks.moe import unsupported
 
     kernel = "fused_moe_kernel"
     if problem:
         return [Case("moe", "fused MoE", kernel, skip=problem)]
-    if not choices.moe_active(spec):
+    if not moe_family.active(spec):
         return [Case("moe", "fused MoE", kernel, skip=(
             f"the plugin leaves fused-MoE configs to SGLang on {spec.name} "
             f"({spec.smem_per_block_optin:,} B shared memory per block, not a ~99 KB GPU)"))]  # fmt: skip
@@ -324,7 +323,7 @@ def _moe_cases(
     for mode, dtype, block, per_channel, act, in_quick in MOE_MODES:
         if quick and not in_quick:
             continue
-        layers.append((mode, MoeShape(*MOE_LAYER, dtype, block, per_channel), act, ms))
+        layers.append((mode, dataclasses.replace(moe_family.REFERENCE, dtype=dtype, block_shape=block, per_channel_quant=per_channel), act, ms))
     if not quick:
         layers += [
             (name, MoeShape(E, N, K, topk), "bfloat16", FULL_LAYER_M) for name, E, N, K, topk in FULL_LAYERS
@@ -335,7 +334,7 @@ def _moe_cases(
     seen: set[tuple[Any, ...]] = set()
     unsupported_dtypes: set[str] = set()
     for name, shape, act, layer_ms in layers:
-        why = unsupported(spec, shape) or _engine_problem(shape)
+        why = moe_family.unsupported(spec, shape) or _engine_problem(shape)
         if why:
             if shape.dtype not in unsupported_dtypes:  # one row per dtype
                 unsupported_dtypes.add(str(shape.dtype))
@@ -343,7 +342,7 @@ def _moe_cases(
                 cases.append(Case("moe", f"fused MoE {what}", kernel, skip=why))
             continue
         for M in layer_ms:
-            pick = choices.moe_choice(spec, shape, M)
+            pick = moe_family.plugin_choice(spec, shape, M)
             case = MoeCase(shape, M, act)
             seen.add(_moe_identity(case, pick.up, pick.down))
             source = f"{pick.source} file {Path(pick.path).name}" if pick.path else pick.source
@@ -383,29 +382,6 @@ def _moe_identity(case: MoeCase, up: dict[str, Any], down: dict[str, Any] | None
     )
 
 
-def config_roots() -> list[Path]:
-    """Directories config files for the lookup can come from, in lookup order."""
-    from sglang_consumer_gpu.moe.sources import BUNDLED_DIR, sglang_config_root
-
-    def with_versions(root: Path) -> list[Path]:
-        try:
-            subdirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("triton_"))
-        except OSError:
-            return [root]
-        return [root, *subdirs]
-
-    roots = with_versions(settings.user_moe_config_dir())
-    env_dir = os.environ.get("SGLANG_MOE_CONFIG_DIR")
-    if env_dir:
-        roots += with_versions(Path(env_dir) / "configs")
-    roots.append(BUNDLED_DIR)
-    sglang_root = sglang_config_root()
-    if sglang_root is not None:
-        roots += with_versions(sglang_root)[1:]
-    return roots
-
-
-SOURCE_ORDER = ("user", "sglang-env", "bundled", "sglang")
 
 
 def _file_cases(
@@ -416,23 +392,22 @@ def _file_cases(
     left_out: dict[str, int],
 ) -> list[Case]:
     """Entries of the config files the lookup takes for this GPU (see the module docstring)."""
-    from sglang_consumer_gpu.checks.moe import file_keys, file_shape, unsupported
     from sglang_consumer_gpu.moe.lookup import find_configs
     from sglang_consumer_gpu.moe.smem import estimate_shared
 
     limit = QUICK_PER_SOURCE if quick else max_per_source
     ups: dict[Any, None] = {}
-    for key in file_keys(spec, config_roots()):
-        ups[choices.shape_key(file_shape(key))] = None
+    for key in moe_family.file_keys(spec, directories()):
+        ups[moe_family.config_key(moe_family.file_shape(key))] = None
     per_source: dict[str, list[Case]] = {}
     for key in ups:
-        shape = file_shape(key)
-        up, down = find_configs(key, spec), find_configs(choices.shape_key(shape, down=True), spec)
+        shape = moe_family.file_shape(key)
+        up, down = find_configs(key, spec), find_configs(moe_family.config_key(shape, down=True), spec)
         entries = up.configs or down.configs
-        if not entries or unsupported(spec, shape) or _engine_problem(shape):
+        if not entries or moe_family.unsupported(spec, shape) or _engine_problem(shape):
             continue  # every file rejected: the heuristic answers (the grid above tests it)
         source = up.source if up.configs else down.source
-        picks = [(M, choices.moe_choice(spec, shape, M)) for M in sorted(entries)]
+        picks = [(M, moe_family.plugin_choice(spec, shape, M)) for M in sorted(entries)]
         if quick:  # the entry that needs the most shared memory: the one nearest the limit
             picks = [
                 max(
@@ -455,7 +430,7 @@ def _file_cases(
                      pair_label(pick.up, pick.down),
                      origin, MoeRun(case, launch_config(pick.up), launch_config(pick.down) if pick.down else None)))  # fmt: skip
     out: list[Case] = []
-    for source in sorted(per_source, key=lambda s: SOURCE_ORDER.index(s) if s in SOURCE_ORDER else 99):
+    for source in sorted(per_source, key=lambda s: SOURCES.index(s) if s in SOURCES else 99):
         listed = per_source[source]
         kept = listed if limit is None else listed[:limit]
         if len(kept) < len(listed):
@@ -476,7 +451,7 @@ def _attention_cases(
     if problem:
         return [Case("attention", "Triton attention", "extend/prefill attention", skip=problem)]
     out: list[Case] = []
-    if not choices.extend_active(spec):
+    if not attention_family.extend_active(spec):
         out.append(
             Case(
                 "attention",
@@ -486,7 +461,7 @@ def _attention_cases(
             )
         )
     else:
-        tiles = choices.extend_tiles_for(spec, list(dict.fromkeys([*HEAD_DIMS, *model_dims])))
+        tiles = attention_family.extend_tiles_for(spec, list(dict.fromkeys([*HEAD_DIMS, *model_dims])))
         # quick: GQA 128 and MLA, plus every head dim where the plugin replaces SGLang's tile
         changed = [d for d, (plugin, sglang) in tiles.items() if plugin != sglang]
         dims = list(dict.fromkeys([*QUICK_EXTEND, *changed, *model_dims])) if quick else list(tiles)
@@ -499,7 +474,7 @@ def _attention_cases(
         if not quick:
             case = ExtendCase.for_check(128, 128, dtype="float16")
             out.append(_attention_case(case, "_fwd_kernel (extend)", *tiles[(128, 128)]))
-    if not choices.prefill_active(spec):
+    if not attention_family.prefill_active(spec):
         out.append(
             Case(
                 "attention",
@@ -509,7 +484,7 @@ def _attention_cases(
             )
         )
     else:
-        ptiles = {d: choices.prefill_tiles(spec, d) for d in PREFILL_HEAD_DIMS}
+        ptiles = {d: attention_family.prefill_tiles(spec, d) for d in PREFILL_HEAD_DIMS}
         changed_d = [d for d, (plugin, sglang) in ptiles.items() if plugin != sglang]
         for d in list(dict.fromkeys([*QUICK_PREFILL, *changed_d])) if quick else PREFILL_HEAD_DIMS:
             for causal in (False,) if quick or d != 128 else (False, True):
@@ -585,11 +560,11 @@ def _safety_cases(spec: GpuSpec, problem: str | None, quick: bool) -> list[Case]
 
     if problem:
         return [Case("safety", "safety net", "triton JITFunction._do_compile", skip=problem)]
-    if not choices.safety_net_active(spec):
+    if not safety_family.FAMILY.active(spec):
         return [Case("safety", "safety net", "triton JITFunction._do_compile", skip=(
             f"the safety net acts only on ~99 KB GPUs; {spec.name} allows {spec.smem_per_block_optin:,} B per block"))]  # fmt: skip
     out: list[Case] = []
-    shape = MoeShape(*MOE_LAYER)
+    shape = moe_family.REFERENCE
     need = estimate_shared(DATACENTER_MOE_TILE, None, None, spec.capability)
     label = tile_label(DATACENTER_MOE_TILE)
     name = f"safety net: fused MoE bf16 E={shape.E} N={shape.N} K={shape.K} top{shape.topk} M={SAFETY_MOE_M}"

@@ -36,13 +36,6 @@ from sglang_consumer_gpu.selftest.plan import AttentionRun, Case, Int8Run, MoeRu
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
-#: SGLang modules imported up front so that every patch of them is in place before a case runs.
-SGLANG_KERNEL_MODULES = (
-    "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config",
-    "sglang.kernels.ops.moe.fused_moe_triton_kernels",
-    "sglang.kernels.ops.attention.extend_attention",
-    "sglang.kernels.ops.attention.prefill_attention",
-)
 
 Progress = Callable[[int, str], Any]  # (total, description) -> a bar with update(n) and close()
 
@@ -107,14 +100,14 @@ class Runner:
         from sglang_consumer_gpu.patching import registry
 
         activate("selftest")
-        for name in SGLANG_KERNEL_MODULES:
+        for name in _kernel_modules():
             with contextlib.suppress(Exception):  # an SGLang without it: its cases FAIL saying so
                 importlib.import_module(name)
         # Re-evaluated for the plan's spec: a patch judged when SGLang was first imported,
         # before this spec was in force, gets its verdict for this GPU now.
         registry.apply_loaded(None if settings.plugin_enabled() else f"{settings.OFF_SWITCH}=0")
         if any(c.area == "safety" and c.run is not None for c in self.plan.cases):
-            from sglang_consumer_gpu.patches import safety_net
+            from sglang_consumer_gpu.families import safety_net
 
             try:
                 self.safety = safety_net.install()
@@ -131,8 +124,8 @@ class Runner:
 
     def check_lookup(self) -> None:
         """SGLang's patched lookup vs the plan, per fused-MoE case (see the module docstring)."""
+        from sglang_consumer_gpu.families.moe import sglang_choices
         from sglang_consumer_gpu.measure.moe import launch_config
-        from sglang_consumer_gpu.selftest.choices import sglang_moe_patched
 
         by_shape: dict[Any, list[Case]] = {}
         for c in self.plan.runnable:
@@ -140,7 +133,7 @@ class Runner:
                 by_shape.setdefault(c.run.case.shape, []).append(c)
         for shape, cases in by_shape.items():
             try:
-                answers = sglang_moe_patched(self.spec, shape, sorted({c.run.case.M for c in cases}))
+                answers = sglang_choices(self.spec, shape, sorted({c.run.case.M for c in cases}), patched=True)
             except Exception as exc:
                 for c in cases:
                     self.lookup[c.name] = f"not checked: {_error_line(exc)}"
@@ -295,12 +288,12 @@ class Runner:
                               f"plugin chose {tuple(run.tile)} (attention-extend-blocks: "
                               f"{self.patches.get('attention-extend-blocks', 'not registered')})")  # fmt: skip
             return self._verdict(case, runner.check(None), tile=list(answer))
-        from sglang_consumer_gpu.patches import attention_prefill
+        from sglang_consumer_gpu.families.attention import prefill_rewrites
 
         runner = PrefillRun(run.case, slots=1, device=self.device)
-        before = attention_prefill.REWRITES[0]
+        before = prefill_rewrites()
         check = runner.check(None)
-        rewrote = attention_prefill.REWRITES[0] > before
+        rewrote = prefill_rewrites() > before
         if rewrote != (tuple(run.tile) != tuple(run.sglang_tile)):
             status = self.patches.get("attention-prefill-blocks", "not registered")
             return Result(case, FAIL, f"the prefill launch filter {'rewrote' if rewrote else 'did not rewrite'} SGLang's "
@@ -335,6 +328,13 @@ class Runner:
             run.n, run.k, run.m, run.dtype, run.bias, self.spec, self._gen, self.device, tile, run.route
         )
         return self._verdict(case, as_check(row))
+
+
+def _kernel_modules() -> list[str]:
+    """SGLang modules imported up front, so that every patch of them is in place before a case runs."""
+    from sglang_consumer_gpu.families import FAMILIES
+
+    return [m for f in FAMILIES for m in f.kernel_modules]
 
 
 def _moe_key(run: MoeRun) -> str:

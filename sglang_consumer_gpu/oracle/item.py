@@ -1,12 +1,11 @@
-"""What ``check`` reports -- one configuration and its verdict -- and what a provider of them is."""
+"""What ``check`` reports: one configuration a GPU would compile, and its verdict."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
-from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.oracle.core import Resources
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -79,21 +78,3 @@ def error_text(exc: BaseException) -> str:
     """One line for a table: the exception's type and the last line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
-
-
-class Provider(Protocol):
-    """One area of ``check``: the configurations of one kernel family on a GPU.
-
-    ``baseline`` providers show what SGLang chooses without the plugin (the
-    before picture of ``check --baseline``); the others, what the plugin runs.
-    ``items`` must be quick (no compiling: that is each item's ``run``); what it
-    raises makes ``check`` name the provider and exit non-zero.
-    """
-
-    @property
-    def area(self) -> str: ...
-
-    @property
-    def baseline(self) -> bool: ...
-
-    def items(self, spec: GpuSpec, *, full: bool) -> Iterable[CheckItem]: ...

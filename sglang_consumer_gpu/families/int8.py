@@ -1,16 +1,29 @@
-"""The int8 ``check`` provider: every tile the plugin's int8 GEMM dispatch table can pick
-on a GPU, compiled for that GPU, must fit its shared memory."""
+"""W8A8-INT8 linear layers: which int8 GEMM runs on a GPU (sgl-kernel's CUTLASS or the plugin's Triton), and its tiles.
+
+The one answer to "what runs for this GEMM": :func:`~sglang_consumer_gpu.int8.backend.int8_backend_for`
+names the route, :func:`~sglang_consumer_gpu.int8.tiles.select_tile` the Triton tile on the
+plugin's route. The SGLang path (``int8_scaled_mm`` in ``w8a8_int8``) is the seam of
+:mod:`sglang_consumer_gpu.patches.int8_scaled_mm`.
+
+The ``check`` area ``int8`` (:class:`Int8Provider`): every tile the plugin's dispatch table can
+pick on the GPU, compiled for it, must fit its shared memory. The kernel is the plugin's own, so
+there is no SGLang baseline to compare.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from sglang_consumer_gpu.checks.item import CheckItem
+from sglang_consumer_gpu.families.base import KernelRow, Provider
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.int8.backend import needed_on
 from sglang_consumer_gpu.int8.tiles import SAFE_TILE, Tile, table_for
 from sglang_consumer_gpu.oracle.core import Resources
+from sglang_consumer_gpu.oracle.item import CheckItem
 from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
+from sglang_consumer_gpu.patches import int8_scaled_mm
 
 #: (out dtype, has_bias, raw int32 accumulator) variants compiled per tile.
 QUICK_VARIANTS: tuple[tuple[str, bool, bool], ...] = (("bfloat16", True, False),)
@@ -42,6 +55,7 @@ class Int8Provider:
 
     area: str = "int8"
     baseline: bool = False
+    drives_sglang: bool = False
 
     def items(self, spec: GpuSpec, *, full: bool) -> Iterator[CheckItem]:
         for tile in tiles_for(spec):
@@ -53,4 +67,24 @@ class Int8Provider:
                 )
 
 
-INT8 = Int8Provider()
+@dataclass(frozen=True)
+class Int8Family:
+    """The int8 scaled GEMM (see the module docstring)."""
+
+    name: str = "int8"
+    patch_modules: tuple[Any, ...] = (int8_scaled_mm,)
+    kernel_modules: tuple[str, ...] = ()
+
+    def active(self, spec: GpuSpec) -> bool:
+        return needed_on(spec)
+
+    def check_providers(self) -> tuple[Provider, ...]:
+        return (Int8Provider(),)
+
+    def planner_rows(
+        self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
+    ) -> tuple[list[KernelRow], list[str]]:
+        return [], []
+
+
+FAMILY = Int8Family()

@@ -1,6 +1,7 @@
-"""A launch as the planner sees it: the parallel layout and the settings SGLang
-resolves for it. Plain data, filled by :mod:`.sglang_edge` from SGLang's own
-argument parser and resolution pipeline (so defaults are SGLang's, not ours).
+"""A server launch (``launch_server`` with a model on one kind of GPU): the parallel layout and
+the settings SGLang resolves for it. Plain data, filled by :mod:`sglang_consumer_gpu.planner.
+sglang_edge` from SGLang's own argument parser and resolution pipeline (so defaults are
+SGLang's, not ours); the families read the batch sizes and attention layout from it.
 """
 
 from __future__ import annotations

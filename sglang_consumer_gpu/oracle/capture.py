@@ -5,7 +5,7 @@ SGLang's launchers build a kernel's arguments (dtypes, strides, constexprs,
 :func:`capture_launches`, Triton's ``JITFunction.run`` is wrapped so the call
 compiles for the spec's architecture (under :func:`~.target.compile_only`) with
 ``warmup=True`` -- nothing is launched -- and the compiled kernel's resources
-are recorded as a :class:`Launch`. Calling the launcher with ``meta`` tensors
+are recorded as a :class:`KernelLaunch`. Calling the launcher with ``meta`` tensors
 therefore yields exactly the kernels SGLang would compile on that GPU.
 
 Results are cached on disk (:mod:`.cache`) under a key computed from Triton's
@@ -33,7 +33,7 @@ _lock = threading.RLock()
 
 
 @dataclass(frozen=True)
-class Launch:
+class KernelLaunch:
     """One ``kernel[grid](...)`` call a launcher made, and what it compiled to."""
 
     kernel: str
@@ -75,7 +75,7 @@ def _constexprs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def capture_launches(spec: GpuSpec, *, cache: CompileCache | bool | None = True) -> Iterator[list[Launch]]:
+def capture_launches(spec: GpuSpec, *, cache: CompileCache | bool | None = True) -> Iterator[list[KernelLaunch]]:
     """Inside the block, Triton kernel launches compile for ``spec`` and are
     appended to the yielded list instead of running.
 
@@ -85,7 +85,7 @@ def capture_launches(spec: GpuSpec, *, cache: CompileCache | bool | None = True)
     from triton.runtime.jit import JITFunction
 
     store = default_cache() if cache is True else (cache or None)
-    launches: list[Launch] = []
+    launches: list[KernelLaunch] = []
 
     with _lock, compile_only(spec):
         original_run = JITFunction.run
@@ -116,7 +116,7 @@ def capture_launches(spec: GpuSpec, *, cache: CompileCache | bool | None = True)
                         },
                     )
             launches.append(
-                Launch(
+                KernelLaunch(
                     kernel=name,
                     grid=grid,
                     constexprs=_constexprs(kwargs),
