@@ -205,7 +205,7 @@ def test_job_is_picklable_and_named() -> None:
 
 def test_sglang_own_choice_on_a_virtual_rtx_4090() -> None:
     """SGLang's own choice (no tuned file: its default), as the earlier benchmark plans recorded
-    it (results/moe_bench_plan.json)."""
+    it (tests/fixtures/results/cpu_moe_bench_plan.json)."""
     from sglang_consumer_gpu.families.moe import sglang_choice
     from sglang_consumer_gpu.hardware import find_gpu
 
