@@ -153,3 +153,13 @@ def test_check_items_provider() -> None:
     assert len(items) == len(load_tables()[0].tiles())
     done = finish(items[0])
     assert done and all(item.ok for item in done), done
+
+
+def test_the_shipped_table_is_what_the_tuning_run_derives() -> None:
+    """The package data comes from the package's own function (tune.int8.derive) of the H100 run."""
+    from pathlib import Path
+
+    from sglang_consumer_gpu.tune.int8 import TABLE_PATH, derive
+
+    run = Path(__file__).parent / "fixtures" / "results" / "h100_int8_tune.json"
+    assert derive(json.loads(run.read_text())) == json.loads(TABLE_PATH.read_text())
