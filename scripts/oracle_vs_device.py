@@ -2,7 +2,7 @@
 
 Run on the device machine (H100, no SGLang installed), see scripts/device/README.md:
 
-    run(command="PYTHONUNBUFFERED=1 python3 scripts/oracle_vs_device.py --out $OUT/oracle_vs_device.json",
+    run(command="PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/oracle_vs_device.py --out $OUT/oracle_vs_device.json",
         carry=[".carry/sglang-0.5.23"])
 
 For each case it
@@ -33,12 +33,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "scripts" / "device"), str(REPO)]
 os.environ.setdefault("SGLANG_CONSUMER_GPU_ORACLE_CACHE", "0")  # numbers from compiles, not a cache
 
-with contextlib.suppress(ImportError):
-    import sglang_env  # noqa: F401  (only where SGLang is not installed: the device machine)
+from scripts.device.sglang_env import ensure_sglang
+
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
 import torch  # noqa: E402
 import triton  # noqa: E402

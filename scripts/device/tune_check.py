@@ -29,14 +29,13 @@ their contents are in the JSON (each run's report). ``--budget-s`` (default 380)
 clock: each section gets a share and leaves out, and records, what it could not reach.
 
     eval "$(python3 scripts/device/install_sglang.py)" || exit 1     # carry .carry/sglang-0.5.17
-    PYTHONUNBUFFERED=1 timeout 450 python3 scripts/device/tune_check.py --out $OUT --budget-s 380
+    PYTHONUNBUFFERED=1 timeout 450 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/device/tune_check.py --out $OUT --budget-s 380
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import io
 import json
 import math
@@ -48,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
 if "TUNE_CHECK_SCRATCH" not in os.environ:  # the parent (spawned workers inherit its environment):
     # fresh Triton and oracle caches, so that the counts are this run's compiles; set before any
     # import of Triton or SGLang (SGLang points TRITON_CACHE_DIR at its own cache unless it is set)
@@ -56,13 +54,9 @@ if "TUNE_CHECK_SCRATCH" not in os.environ:  # the parent (spawned workers inheri
     os.environ["TRITON_CACHE_DIR"] = os.path.join(os.environ["TUNE_CHECK_SCRATCH"], "triton")
     os.environ["SGLANG_CONSUMER_GPU_CACHE_DIR"] = os.path.join(os.environ["TUNE_CHECK_SCRATCH"], "plugin")
     os.environ.setdefault("TQDM_MININTERVAL", "15")
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:
-    try:
-        import sglang  # noqa: F401  (a carried install on the path)
-    except ImportError:  # the kernel-files carry of SGLang 0.5.23
-        import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang  # noqa: E402
+
+ensure_sglang()  # an installed SGLang, a carried install on the path, else the carry of its kernel files
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
 MODEL = REPO / "tests" / "fixtures" / "models" / "Qwen3-30B-A3B"
