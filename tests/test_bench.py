@@ -14,7 +14,7 @@ import pytest
 
 from sglang_consumer_gpu.bench import report as BR
 from sglang_consumer_gpu.bench import run as BRun
-from sglang_consumer_gpu.bench.points import plan_bench
+from sglang_consumer_gpu.bench.points import list_points
 from sglang_consumer_gpu.hardware import find_gpu, override_spec
 from sglang_consumer_gpu.models import load_model
 from tests.conftest import run_python
@@ -40,7 +40,7 @@ def llama(tmp_path: Path) -> Path:
 
 def plan_for(spec: Any, model: Path = QWEN, ms: list[int] = MS) -> Any:
     with override_spec(spec):
-        return plan_bench(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
+        return list_points(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_on_gpu_sets_the_virtual_gpu_up_once_per_state():
             with on_gpu(spec), on_gpu(spec):
                 assert len(calls) == outer
             with on_gpu(spec, patched=False):
-                assert ea.CUDA_CAPABILITY == spec.capability
+                assert spec.capability == ea.CUDA_CAPABILITY
     finally:
         virtual.clear_sglang_caches = original
 

@@ -67,7 +67,7 @@ class AttentionPoint:
 
 
 @dataclass
-class BenchPlan:
+class BenchPoints:
     spec: GpuSpec
     model: ModelDescription
     tp: int
@@ -108,32 +108,32 @@ def act_dtype(desc: ModelDescription) -> str:
     return "float16" if desc.torch_dtype in ("float16", "half") else "bfloat16"
 
 
-def plan_bench(
+def list_points(
     spec: GpuSpec, desc: ModelDescription, *, tp: int, ep: int, batch_sizes: Sequence[int]
-) -> BenchPlan:
+) -> BenchPoints:
     shape, why = model_moe(desc, spec, tp, ep)
-    plan = BenchPlan(spec, desc, tp, ep, shape, act_dtype(desc))
+    points = BenchPoints(spec, desc, tp, ep, shape, act_dtype(desc))
     if why:
-        plan.notes.append(why)
+        points.notes.append(why)
     if shape is not None:
         try:
-            plan.moe = _moe_points(spec, shape, plan.act, batch_sizes)
+            points.moe = _moe_points(spec, shape, points.act, batch_sizes)
         except Exception as exc:  # an SGLang whose config lookup answers differently
-            plan.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({_error(exc)})")
+            points.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({_error(exc)})")
         if not moe_family.active(spec):
-            plan.notes.append(
+            points.notes.append(
                 f"the plugin does not change fused-MoE configs on {spec.name} "
                 f"({spec.smem_per_block_optin:,} B per block): its choice is SGLang's own"
             )
     try:
-        plan.attention = _attention_points(spec, desc, tp)
+        points.attention = _attention_points(spec, desc, tp)
     except Exception as exc:
-        plan.notes.append(f"attention not benched: SGLang's own tiles could not be read ({_error(exc)})")
+        points.notes.append(f"attention not benched: SGLang's own tiles could not be read ({_error(exc)})")
     if not attention_family.extend_active(spec):
-        plan.notes.append(
+        points.notes.append(
             f"the plugin's extend-attention patch does not act on {spec.name}: SGLang's own tiles"
         )
-    return plan
+    return points
 
 
 def _error(exc: BaseException) -> str:
@@ -170,7 +170,6 @@ def _moe_points(spec: GpuSpec, shape: MoeShape, act: str, ms: Sequence[int]) -> 
 
 
 def _attention_points(spec: GpuSpec, desc: ModelDescription, tp: int) -> list[AttentionPoint]:
-
     points = []
     for ac in attention_family.model_cases(desc, Launch(argv=(), tp=tp)):
         if ac.launcher != "extend":

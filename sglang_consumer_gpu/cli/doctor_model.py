@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     def evaluate(argv: Sequence[str], d: ModelDescription, other: bool = False) -> Assessment:
         def run_in(model_dir: str) -> Assessment:
-            return planner.plan(
+            return planner.judge(
                 spec,
                 d,
                 model_dir,

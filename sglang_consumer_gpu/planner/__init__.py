@@ -6,8 +6,8 @@ Layers inside: :mod:`.memory`, :mod:`.constraints` and
 a :class:`~sglang_consumer_gpu.models.ModelDescription` and a
 :class:`~sglang_consumer_gpu.models.launch.Launch`; :mod:`.sglang_edge` asks SGLang's own argument
 pipeline for the launch settings and :mod:`.kernels` asks the compile-only
-oracle about kernels. :func:`plan` wires them; :mod:`.suggest` re-runs
-:func:`plan` on candidate changes.
+oracle about kernels. :func:`judge` wires them; :mod:`.suggest` re-runs
+:func:`judge` on candidate changes.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sglang_consumer_gpu.models import ModelDescription
 from sglang_consumer_gpu.planner.constraints import FAIL, Finding, check_constraints
 from sglang_consumer_gpu.planner.verdict import Assessment, assess
 
-__all__ = ["Assessment", "plan"]
+__all__ = ["Assessment", "judge"]
 
 
-def plan(
+def judge(
     spec: GpuSpec,
     desc: ModelDescription,
     model_dir: str,
