@@ -7,11 +7,14 @@ import json
 
 import pytest
 
+from sglang_consumer_gpu.families.attention import AttentionRun
+from sglang_consumer_gpu.families.int8 import Int8Run
+from sglang_consumer_gpu.families.moe import MoeRun
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.lookup import clear_cache
 from sglang_consumer_gpu.moe.smem import estimate_shared
 from sglang_consumer_gpu.selftest import plan as P
-from sglang_consumer_gpu.selftest.plan import AttentionRun, Int8Run, MoeRun, build_plan
+from sglang_consumer_gpu.selftest.plan import build_plan
 from tests.conftest import run_python_json
 
 SGLANG = "0.5.23"
@@ -202,7 +205,8 @@ def test_plan_matches_sglangs_patched_lookup():
         from sglang_consumer_gpu.activation import activate
         from sglang_consumer_gpu.hardware import find_gpu
         from sglang_consumer_gpu.families.moe import sglang_choices
-        from sglang_consumer_gpu.selftest.plan import MoeRun, build_plan
+        from sglang_consumer_gpu.families.moe import MoeRun
+        from sglang_consumer_gpu.selftest.plan import build_plan
         from sglang_consumer_gpu.measure.moe import launch_config
         activate("test")
         bad, n = [], 0
@@ -228,7 +232,8 @@ def test_plan_matches_sglangs_patched_lookup():
 def test_an_area_that_cannot_be_planned_is_a_fail_row(monkeypatch):
     """An SGLang whose helpers answer unexpectedly must not take the other areas down, nor pass."""
     from sglang_consumer_gpu.families import attention
-    from sglang_consumer_gpu.selftest.run import FAIL, Runner
+    from sglang_consumer_gpu.families.cases import FAIL
+    from sglang_consumer_gpu.selftest.run import Runner
 
     def broken(*a, **k):
         raise TypeError("helper changed")

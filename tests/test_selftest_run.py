@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Result
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.selftest import report as R
-from sglang_consumer_gpu.selftest.plan import Case, Plan
-from sglang_consumer_gpu.selftest.run import FAIL, PASS, SKIP, Result
+from sglang_consumer_gpu.selftest.plan import Plan
 from tests.conftest import run_python, run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,12 @@ from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.families import attention, moe
-from sglang_consumer_gpu.selftest.plan import DATACENTER_MOE_TILE, AttentionRun, Case, Int8Run, MoeRun, Plan
+from sglang_consumer_gpu.families.attention import AttentionRun
+from sglang_consumer_gpu.families.cases import Case
+from sglang_consumer_gpu.families.int8 import Int8Run
+from sglang_consumer_gpu.families.moe import MoeRun
+from sglang_consumer_gpu.families.safety_net import DATACENTER_MOE_TILE
+from sglang_consumer_gpu.selftest.plan import Plan
 from sglang_consumer_gpu.selftest.report import Report
 from sglang_consumer_gpu.selftest.run import session
 

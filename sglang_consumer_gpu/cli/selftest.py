@@ -154,10 +154,11 @@ def _bar(total: int, desc: str) -> Any:
 
 
 def _run(plan: Any, notes: list[str], args: argparse.Namespace) -> int:
+    from sglang_consumer_gpu.families.cases import FAIL
     from sglang_consumer_gpu.measure.common import environment
     from sglang_consumer_gpu.measure.report import write_json
     from sglang_consumer_gpu.selftest.report import Report, result_table
-    from sglang_consumer_gpu.selftest.run import FAIL, session
+    from sglang_consumer_gpu.selftest.run import session
 
     started = time.perf_counter()
     results: list[Any] = []

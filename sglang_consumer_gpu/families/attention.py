@@ -26,7 +26,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sglang_consumer_gpu.families.base import Fit, KernelRow, Provider, error_fit, on_gpu
+from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner, inactive, tile_text
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.oracle.core import Resources
 from sglang_consumer_gpu.oracle.item import CheckItem
@@ -128,6 +130,127 @@ class AttentionProvider:
             )
 
 
+# ------------------------------------------------------------------------------ selftest
+
+
+#: Extend attention (Lq, Lv): quick tests GQA 128, MLA 576/512 and every pair whose tile the
+#: plugin changes on the GPU; full every known pair (``attention.HEAD_DIMS``). Prefill likewise.
+QUICK_EXTEND: tuple[tuple[int, int], ...] = ((128, 128), (576, 512))
+FULL_VARIANT_DIMS: tuple[tuple[int, int], ...] = ((128, 128), (576, 512))
+QUICK_PREFILL: tuple[int, ...] = (128,)
+
+
+@dataclass(frozen=True)
+class AttentionRun:
+    """Extend or context attention of ``case``. ``live``: launch through SGLang's own
+    (patched) helper and check it answers ``tile``; else launch with ``tile`` forced
+    (``guarded``: it does not fit, the safety net must fit it)."""
+
+    case: ExtendCase | PrefillCase
+    tile: tuple[int, ...]
+    sglang_tile: tuple[int, ...]
+    live: bool = True
+    guarded: bool = False
+
+    def jobs(self) -> list[Any]:
+        from sglang_consumer_gpu.measure.attention import AttentionJob
+
+        return [] if self.guarded else [AttentionJob(self.case, self.tile)]
+
+    def execute(self, runner: Runner, case: Case) -> Result:
+        """Through SGLang's own (patched) launcher, its helper's answer checked against ``tile``
+        (extend) or the launch filter's rewrite against the plan (context attention); with
+        ``tile`` forced when not ``live``; poisoned outputs against the float32 reference."""
+        from sglang_consumer_gpu.measure.attention import ExtendCase, ExtendRun, PrefillRun
+
+        if self.guarded and runner.safety.get("safety-net") != "applied":
+            return Result(case, FAIL, f"the safety net is not installed: {runner.safety or 'no status'}")
+        if isinstance(self.case, ExtendCase):
+            run = ExtendRun(self.case, slots=1, device=runner.device)
+            if not self.live:
+                result = runner.verdict(case, run.check(self.tile))
+                return runner.guard_verdict(result, "_fwd_kernel") if self.guarded else result
+            helper = getattr(run.ea, attention_extend.ATTR)
+            answer = tuple(helper(self.case.lq, self.case.lv)[3:6])
+            if answer != tuple(self.tile):
+                return Result(case, FAIL, f"SGLang's extend-attention helper answers {answer} in this process, the "
+                              f"plugin chose {tuple(self.tile)} (attention-extend-blocks: "
+                              f"{runner.patches.get('attention-extend-blocks', 'not registered')})")  # fmt: skip
+            return runner.verdict(case, run.check(None), tile=list(answer))
+        run = PrefillRun(self.case, slots=1, device=runner.device)
+        before = prefill_rewrites()
+        check = run.check(None)
+        rewrote = prefill_rewrites() > before
+        if rewrote != (tuple(self.tile) != tuple(self.sglang_tile)):
+            status = runner.patches.get("attention-prefill-blocks", "not registered")
+            return Result(case, FAIL, f"the prefill launch filter {'rewrote' if rewrote else 'did not rewrite'} SGLang's "
+                          f"tile {tuple(self.sglang_tile)}; the plugin chose {tuple(self.tile)} (attention-prefill-blocks: "
+                          f"{status})", check.error, check.bound)  # fmt: skip
+        return runner.verdict(case, check, tile=list(self.tile))
+
+
+def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
+    """Extend and context attention with the tiles :func:`extend_tiles_for` / :func:`prefill_tiles`
+    give (SGLang's own where it fits), run through SGLang's own, patched, helper."""
+    from sglang_consumer_gpu.attention import HEAD_DIMS, PREFILL_HEAD_DIMS
+    from sglang_consumer_gpu.measure.attention import VARIANTS
+
+    problem, quick, model_dims = request.problem, request.quick, list(request.model_attention)
+    if problem:
+        return [Case("attention", "Triton attention", "extend/prefill attention", skip=problem)]
+    out: list[Case] = []
+    if not extend_active(spec):
+        out.append(
+            Case(
+                "attention",
+                "extend attention",
+                "_fwd_kernel (extend)",
+                skip=inactive(spec, "extend-attention"),
+            )
+        )
+    else:
+        tiles = extend_tiles_for(spec, list(dict.fromkeys([*HEAD_DIMS, *model_dims])))
+        # quick: GQA 128 and MLA, plus every head dim where the plugin replaces SGLang's tile
+        changed = [d for d, (plugin, sglang) in tiles.items() if plugin != sglang]
+        dims = list(dict.fromkeys([*QUICK_EXTEND, *changed, *model_dims])) if quick else list(tiles)
+        for lq, lv in dims:
+            plugin, sglang = tiles[(lq, lv)]
+            variants = VARIANTS if not quick and (lq, lv) in FULL_VARIANT_DIMS else ("causal",)
+            for variant in variants:
+                case = ExtendCase.for_check(lq, lv, variant)
+                out.append(_attention_case(case, "_fwd_kernel (extend)", plugin, sglang))
+        if not quick:
+            case = ExtendCase.for_check(128, 128, dtype="float16")
+            out.append(_attention_case(case, "_fwd_kernel (extend)", *tiles[(128, 128)]))
+    if not prefill_active(spec):
+        out.append(
+            Case(
+                "attention",
+                "context attention",
+                "_fwd_kernel (prefill)",
+                skip=inactive(spec, "prefill-attention"),
+            )
+        )
+    else:
+        ptiles = {d: prefill_tiles(spec, d) for d in PREFILL_HEAD_DIMS}
+        changed_d = [d for d, (plugin, sglang) in ptiles.items() if plugin != sglang]
+        for d in list(dict.fromkeys([*QUICK_PREFILL, *changed_d])) if quick else PREFILL_HEAD_DIMS:
+            for causal in (False,) if quick or d != 128 else (False, True):
+                case = PrefillCase.for_check(d, causal)
+                out.append(_attention_case(case, "_fwd_kernel (prefill)", *ptiles[d]))
+    return out
+
+
+def _attention_case(
+    case: ExtendCase | PrefillCase, kernel: str, plugin: tuple[int, ...], sglang: tuple[int, ...]
+) -> Case:
+    source = "SGLang's own tile (fits; the plugin keeps it)" if plugin == sglang else (
+        f"plugin (SGLang's {tile_text(sglang)} does not fit)")  # fmt: skip
+    return Case(
+        "attention", case.label, kernel, tile_text(plugin), source, AttentionRun(case, plugin, sglang)
+    )
+
+
 # ------------------------------------------------------------------------------ doctor --model
 
 
@@ -206,6 +329,12 @@ class AttentionFamily:
             "not Triton): nothing for the shared-memory oracle to compile; with --attention-backend triton the "
             "Triton launches are checked"
         ]
+
+    def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
+        return selftest_cases(spec, request)
+
+    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
+        return None
 
 
 FAMILY = AttentionFamily()

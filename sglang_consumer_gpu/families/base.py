@@ -155,7 +155,8 @@ class Family(Protocol):
     :mod:`sglang_consumer_gpu.patches` that hold its patches and every SGLang path it touches
     (its seams); ``active`` says whether its patches act on a GPU; ``check_providers`` are its
     ``check`` areas (the plugin's, then SGLang's own for ``--baseline`` where it has one);
-    ``planner_rows`` are its rows in ``doctor --model``.
+    ``planner_rows`` are its rows in ``doctor --model``; ``selftest_cases`` / ``selftest_prepare``
+    what ``selftest`` runs of it (:mod:`.cases`).
     """
 
     name: str
@@ -174,4 +175,14 @@ class Family(Protocol):
         """``doctor --model``: the rows of this family's kernels in a server launch (a
         ``models.launch.Launch``) of a model (a ``models.ModelDescription``), and notes on what
         it did not check."""
+        ...
+
+    def selftest_cases(self, spec: GpuSpec, request: Any) -> list[Any]:
+        """``selftest``: this family's rows (``families.cases.Case``) for ``spec``; areas the plugin
+        leaves to SGLang there are one SKIP row with the reason."""
+        ...
+
+    def selftest_prepare(self, runner: Any, cases: Iterable[Any]) -> None:
+        """``selftest``, on the GPU before anything runs: what the family checks once for all its
+        cases (the MoE family asks SGLang's patched lookup for every config it will run)."""
         ...

@@ -12,11 +12,12 @@ there is no SGLang baseline to compare.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sglang_consumer_gpu.families.base import KernelRow, Provider
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Request, Result, Runner
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.int8.backend import needed_on
 from sglang_consumer_gpu.int8.tiles import SAFE_TILE, Tile, table_for
@@ -67,6 +68,102 @@ class Int8Provider:
                 )
 
 
+# ------------------------------------------------------------------------------ selftest
+
+
+#: int8 GEMM (N, K) layers (Llama-3-8B qkv, Qwen2.5-7B down-like, Llama-3-70B TP4 up, DeepSeek
+#: q_a) and token counts; (out dtype, bias) rotates over the cases.
+INT8_NK_QUICK: tuple[tuple[int, int], ...] = ((6144, 4096), (4096, 14336))
+INT8_NK_FULL: tuple[tuple[int, int], ...] = ((6144, 4096), (4096, 14336), (14336, 8192), (2112, 7168))
+INT8_M_QUICK: tuple[int, ...] = (1, 1000)
+INT8_M_FULL: tuple[int, ...] = (1, 33, 255, 4099)
+INT8_COMBOS: tuple[tuple[str, bool], ...] = (("bfloat16", True), ("float16", False), ("bfloat16", False))
+
+
+@dataclass(frozen=True)
+class Int8Run:
+    """One int8 scaled-GEMM check on ``route`` (``tile`` for the Triton kernel)."""
+
+    n: int
+    k: int
+    m: int
+    dtype: str
+    bias: bool
+    route: str
+    tile: tuple[int, ...] | None = None
+    extreme: bool = False
+
+    def jobs(self) -> list[Any]:
+        from sglang_consumer_gpu.measure.int8 import Int8Case, Int8Job
+
+        if self.tile is None or self.extreme:
+            return []
+        return [Int8Job(Int8Case(self.m, self.n, self.k, self.dtype, self.bias), self.tile),
+                Int8Job(Int8Case(self.m, self.n, self.k), self.tile, raw_acc=True)]  # fmt: skip
+
+    def execute(self, runner: Runner, case: Case) -> Result:
+        """The GEMM on the route the GPU gets against the float64 reference (random data), or the
+        extreme accumulator (all -128) for exact int32 sums."""
+        from sglang_consumer_gpu.measure.int8 import as_check, check_case, extreme_case
+
+        if self.extreme:
+            row = extreme_case(runner.spec, device=runner.device)
+            ok = bool(row["ok"])
+            reason = f"int32 accumulator {'==' if ok else '!='} {row['expected']} everywhere"
+            return Result(case, PASS if ok else FAIL, reason, detail=row)
+        if self.route == "sgl-kernel":
+            try:
+                import sgl_kernel  # noqa: F401
+            except Exception as exc:
+                text = str(exc).strip().splitlines()
+                why = f"{type(exc).__name__}: {text[-1] if text else ''}"[:400]
+                return Result(case, SKIP, f"sgl-kernel does not import here ({why}): the int8 route this "
+                              "GPU gets (SGLang's own) cannot run in this Python")  # fmt: skip
+            tile = None
+        else:
+            tile = Tile.from_list(list(self.tile or ()))
+        row = check_case(
+            self.n, self.k, self.m, self.dtype, self.bias, runner.spec, runner.generator(), runner.device, tile,
+            self.route,
+        )
+        return runner.verdict(case, as_check(row))
+
+
+def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
+    """The W8A8-INT8 scaled GEMM on the route this GPU gets (the plugin's Triton kernel where
+    sgl-kernel has none, else sgl-kernel's), over model-like (N, K) layers and token counts."""
+    from sglang_consumer_gpu.int8.backend import TRITON, int8_backend_for
+    from sglang_consumer_gpu.int8.tiles import select_tile
+
+    quick = request.quick
+    route, why = int8_backend_for(spec)
+    kernel = "int8_scaled_mm"
+    if route == TRITON and not spec.is_ampere_or_newer:
+        return [Case("int8", "int8 scaled GEMM", kernel, skip=why)]
+    out: list[Case] = []
+    nks = INT8_NK_QUICK if quick else INT8_NK_FULL
+    ms = INT8_M_QUICK if quick else INT8_M_FULL
+    i = 0
+    for n, k in nks:
+        for m in ms:
+            dtype, bias = INT8_COMBOS[i % len(INT8_COMBOS)]
+            i += 1
+            name = f"int8 M={m} N={n} K={k} {dtype}{' +bias' if bias else ''}"
+            if route == TRITON:
+                tile = select_tile(spec, m, n, k)
+                run = Int8Run(n, k, m, dtype, bias, route, tuple(tile.to_list()))
+                out.append(
+                    Case("int8", name, "int8_scaled_mm_kernel (plugin's Triton)", tile.label(), why, run)
+                )
+            else:
+                out.append(Case("int8", name, "sgl_kernel.int8_scaled_mm", "sgl-kernel CUTLASS", why,
+                                Int8Run(n, k, m, dtype, bias, route)))  # fmt: skip
+    if route == TRITON:
+        out.append(Case("int8", "int8 extreme accumulator (all -128, K=18944)", "int8_scaled_mm_kernel (plugin's Triton)",
+                        "dispatch table", why, Int8Run(256, 18944, 64, "int32", False, route, extreme=True)))  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class Int8Family:
     """The int8 scaled GEMM (see the module docstring)."""
@@ -85,6 +182,12 @@ class Int8Family:
         self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
     ) -> tuple[list[KernelRow], list[str]]:
         return [], []
+
+    def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
+        return selftest_cases(spec, request)
+
+    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
+        return None
 
 
 FAMILY = Int8Family()

@@ -42,12 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.families.base import Fit, KernelRow, Provider, error_fit, on_gpu, quiet_sglang
+from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
+from sglang_consumer_gpu.measure.moe import config_key as config_name
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.lookup import HEURISTIC_DTYPES, choose, find_configs, nearest
-from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape
+from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape, dtype_label
 from sglang_consumer_gpu.moe.smem import estimate_shared
-from sglang_consumer_gpu.moe.sources import ConfigKey, config_file_name, directories
+from sglang_consumer_gpu.moe.sources import SOURCES, ConfigKey, config_file_name, directories
 from sglang_consumer_gpu.moe.validate import pair_label, tile_label
 from sglang_consumer_gpu.oracle.item import CheckItem, error_text
 from sglang_consumer_gpu.oracle.kernels.moe import GEMMS, moe_gemm_resources, moe_resources_both, shape_args
@@ -354,6 +357,224 @@ class MoeProvider:
                         yield gemm_item(spec, f"heuristic {shape.label}", shape, M, gemm, config)
 
 
+# ------------------------------------------------------------------------------ selftest
+
+
+#: (name, dtype, block_shape, per_channel, activation dtype, in quick mode).
+MOE_MODES: tuple[tuple[str, str | None, tuple[int, int] | None, bool, str, bool], ...] = (
+    ("bf16", None, None, False, "bfloat16", True),
+    ("fp16", None, None, False, "float16", True),
+    ("fp8 block", "fp8_w8a8", (128, 128), False, "bfloat16", True),
+    ("fp8 per-tensor", "fp8_w8a8", None, False, "bfloat16", True),
+    ("fp8 per-channel", "fp8_w8a8", None, True, "bfloat16", False),
+    ("int8 per-channel", "int8_w8a8", None, True, "bfloat16", True),
+    ("int8 block", "int8_w8a8", (128, 128), False, "bfloat16", False),
+)
+#: Batch sizes: decode (1: 8 routed tokens, not a multiple of 16) to prefill chunks; the heuristic's four regimes.
+QUICK_M: tuple[int, ...] = (1, 1024)
+FULL_M: tuple[int, ...] = (1, 64, 256, 1024, 4096)
+#: Further 16-bit layers in full mode (name, E, N, K, topk).
+FULL_LAYERS: tuple[tuple[str, int, int, int, int], ...] = (
+    ("DeepSeek-V2-Lite", 64, 1408, 2048, 6),
+    ("Mixtral-8x7B TP2", 8, 7168, 4096, 2),
+)
+FULL_LAYER_M: tuple[int, ...] = (1, 256, 4096)
+#: File entries per config source in quick mode (full: all, or ``max_per_source``).
+QUICK_PER_SOURCE = 2
+
+
+@dataclass(frozen=True)
+class MoeRun:
+    """Both GEMMs of ``case`` with ``up``/``down`` (None: ``up``); ``guarded``: the config does
+    not fit the GPU and must complete through the safety net."""
+
+    case: MoeCase
+    up: dict[str, Any]
+    down: dict[str, Any] | None = None
+    guarded: bool = False
+
+    def jobs(self) -> list[Any]:
+        from sglang_consumer_gpu.measure.moe import MoeJob
+
+        if not self.guarded:
+            return [MoeJob.of(self.case, self.up, self.down)]
+        # The safety net's first variants (fewer stages), compiled ahead like any other
+        # config: the guard then finds them in Triton's cache.
+        stages = int(self.up.get("num_stages", 3))
+        return [MoeJob.of(self.case, dict(self.up, num_stages=s)) for s in range(stages, 0, -1)]
+
+    def execute(self, runner: Runner, case: Case) -> Result:
+        """Both GEMMs through SGLang's launcher on poisoned outputs against the float32 reference;
+        a case whose config SGLang's patched lookup does not return FAILs (the server would not
+        run it); a guarded one passes only through the safety net."""
+        from sglang_consumer_gpu.measure.moe import MoeJob, MoeLayer
+
+        lookup = runner.lookup.get(case.name, "not checked")
+        if lookup.startswith("differs"):
+            return Result(
+                case, FAIL, f"the server would not run this config: {lookup}", detail={"lookup": lookup}
+            )
+        if self.guarded and runner.safety.get("safety-net") != "applied":
+            return Result(case, FAIL, f"the safety net is not installed: {runner.safety or 'no status'}")
+        check = MoeLayer(self.case, slots=1, device=runner.device).check(self.up, self.down)
+        key = MoeJob.of(self.case, self.up, self.down).key
+        result = runner.verdict(case, check, lookup=lookup, compile=runner.compiled.get(key, "not compiled"))
+        return runner.guard_verdict(result, "fused_moe_kernel") if self.guarded else result
+
+
+def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
+    """The fused-MoE cases: the reference layer in every dtype the GPU runs at the batch sizes of
+    the mode (mostly the heuristic on consumer GPUs), the entries of every config file the lookup
+    takes for this GPU, and the model's own layer -- each with the configs :func:`plugin_choice` gives."""
+    problem, quick = request.problem, request.quick
+    kernel = "fused_moe_kernel"
+    if problem:
+        return [Case("moe", "fused MoE", kernel, skip=problem)]
+    if not active(spec):
+        return [Case("moe", "fused MoE", kernel, skip=(
+            f"the plugin leaves fused-MoE configs to SGLang on {spec.name} "
+            f"({spec.smem_per_block_optin:,} B shared memory per block, not a ~99 KB GPU)"))]  # fmt: skip
+    layers: list[tuple[str, MoeShape, str, tuple[int, ...]]] = []
+    ms = QUICK_M if quick else FULL_M
+    for mode, dtype, block, per_channel, act, in_quick in MOE_MODES:
+        if quick and not in_quick:
+            continue
+        layers.append((mode, dataclasses.replace(REFERENCE, dtype=dtype, block_shape=block, per_channel_quant=per_channel), act, ms))
+    if not quick:
+        layers += [
+            (name, MoeShape(E, N, K, topk), "bfloat16", FULL_LAYER_M) for name, E, N, K, topk in FULL_LAYERS
+        ]
+    layers += [(name, shape, act, ms) for name, shape, act in request.model_shapes]
+
+    cases: list[Case] = []
+    seen: set[tuple[Any, ...]] = set()
+    unsupported_dtypes: set[str] = set()
+    for name, shape, act, layer_ms in layers:
+        why = unsupported(spec, shape) or _engine_problem(shape)
+        if why:
+            if shape.dtype not in unsupported_dtypes:  # one row per dtype
+                unsupported_dtypes.add(str(shape.dtype))
+                what = f"every {dtype_label(shape.dtype)} mode" if shape.dtype else name
+                cases.append(Case("moe", f"fused MoE {what}", kernel, skip=why))
+            continue
+        for M in layer_ms:
+            pick = plugin_choice(spec, shape, M)
+            case = MoeCase(shape, M, act)
+            seen.add(_moe_identity(case, pick.up, pick.down))
+            source = f"{pick.source} file {Path(pick.path).name}" if pick.path else pick.source
+            cases.append(Case("moe", _moe_name(name, case), kernel, pair_label(pick.up, pick.down),
+                              source, MoeRun(case, launch_config(pick.up),
+                                                  launch_config(pick.down) if pick.down else None)))  # fmt: skip
+    cases += _file_cases(spec, quick, request.max_per_source, seen, request.left_out)
+    return cases
+
+
+def _moe_name(prefix: str, case: MoeCase) -> str:
+    s = case.shape
+    quant = f" {case.quant}" if case.quant not in ("none", "per-tensor") and case.quant not in prefix else ""
+    return f"{prefix}{quant} E={s.E} N={s.N} K={s.K} top{s.topk} M={case.M}"
+
+
+def _engine_problem(shape: MoeShape) -> str | None:
+    if shape.dtype not in (None, "fp8_w8a8", "int8_w8a8"):
+        return (
+            f"{shape.dtype} experts run SGLang's fused_moe_kernel_gptq_awq, which the plugin does not "
+            "configure (it keeps SGLang's default there): nothing of the plugin's to test"
+        )
+    return None
+
+
+def _moe_identity(case: MoeCase, up: dict[str, Any], down: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What a fused-MoE correctness case exercises beyond its shape: dtype, quantization,
+    activation dtype and both configs."""
+    s = case.shape
+    return (
+        s.dtype,
+        case.quant,
+        s.block_shape,
+        case.act_dtype,
+        config_name(up),
+        config_name(down) if down else None,
+    )
+
+
+
+
+def _file_cases(
+    spec: GpuSpec,
+    quick: bool,
+    max_per_source: int | None,
+    seen: set[tuple[Any, ...]],
+    left_out: dict[str, int],
+) -> list[Case]:
+    """Entries of the config files the lookup takes for this GPU (see the module docstring)."""
+    from sglang_consumer_gpu.moe.lookup import find_configs
+    limit = QUICK_PER_SOURCE if quick else max_per_source
+    ups: dict[Any, None] = {}
+    for key in file_keys(spec, directories()):
+        ups[config_key(file_shape(key))] = None
+    per_source: dict[str, list[Case]] = {}
+    for key in ups:
+        shape = file_shape(key)
+        up, down = find_configs(key, spec), find_configs(config_key(shape, down=True), spec)
+        entries = up.configs or down.configs
+        if not entries or unsupported(spec, shape) or _engine_problem(shape):
+            continue  # every file rejected: the heuristic answers (the grid above tests it)
+        source = up.source if up.configs else down.source
+        picks = [(M, plugin_choice(spec, shape, M)) for M in sorted(entries)]
+        if quick:  # the entry that needs the most shared memory: the one nearest the limit
+            picks = [
+                max(
+                    picks,
+                    key=lambda p: estimate_shared(p[1].up, shape.dtype, shape.block_shape, spec.capability),
+                )
+            ]
+        path = up.path or down.path
+        origin = f"{source} file {Path(path).name if path else ''}"
+        if up.configs and down.configs:
+            origin += f" + {down.source} _down file"
+        for M, pick in picks:
+            case = MoeCase(shape, M)
+            ident = _moe_identity(case, pick.up, pick.down)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            per_source.setdefault(source, []).append(
+                Case("moe", _moe_name(f"{source} file {dtype_label(shape.dtype)}", case), "fused_moe_kernel",
+                     pair_label(pick.up, pick.down),
+                     origin, MoeRun(case, launch_config(pick.up), launch_config(pick.down) if pick.down else None)))  # fmt: skip
+    out: list[Case] = []
+    for source in sorted(per_source, key=lambda s: SOURCES.index(s) if s in SOURCES else 99):
+        listed = per_source[source]
+        kept = listed if limit is None else listed[:limit]
+        if len(kept) < len(listed):
+            left_out[source] = len(listed) - len(kept)
+        out += kept
+    return out
+
+
+def selftest_prepare(runner: Runner, cases: Iterable[Case]) -> None:
+    """SGLang's patched lookup vs the plan, per fused-MoE case: ``runner.lookup[name]`` is
+    "agrees" or what SGLang returns instead (:meth:`MoeRun.execute` FAILs the latter)."""
+    by_shape: dict[Any, list[Case]] = {}
+    for c in cases:
+        if isinstance(c.run, MoeRun) and not c.run.guarded:
+            by_shape.setdefault(c.run.case.shape, []).append(c)
+    for shape, listed in by_shape.items():
+        try:
+            answers = sglang_choices(runner.spec, shape, sorted({c.run.case.M for c in listed}), patched=True)
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            for c in listed:
+                runner.lookup[c.name] = f"not checked: {type(exc).__name__}: {text[-1] if text else ''}"[:400]
+            continue
+        for c in listed:
+            up, down = answers[c.run.case.M]
+            got = (launch_config(up), launch_config(down) if down else None)
+            want = (c.run.up, c.run.down)
+            runner.lookup[c.name] = "agrees" if got == want else f"differs: SGLang's patched lookup returns {got}"
+
+
 # ------------------------------------------------------------------------------ doctor --model
 
 
@@ -518,6 +739,12 @@ class MoeFamily:
         except ModelConfigError as exc:
             return [], [f"fused MoE not checked: {exc}"]
         return planner_rows(spec, shape, launch, compile=compile, progress=progress), []
+
+    def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
+        return selftest_cases(spec, request)
+
+    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
+        selftest_prepare(runner, cases)
 
 
 FAMILY = MoeFamily()

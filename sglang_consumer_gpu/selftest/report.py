@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Result
 from sglang_consumer_gpu.measure.report import table
 from sglang_consumer_gpu.selftest.plan import Plan
-from sglang_consumer_gpu.selftest.run import FAIL, PASS, SKIP, Result
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NOTHING_TESTED, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 SCHEMA = "sglang-consumer-gpu/selftest/1"
