@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sglang_consumer_gpu.families.base import Fit, KernelRow, Provider, error_fit, on_gpu
+from sglang_consumer_gpu.families.base import Family, Fit, KernelRow, Provider, error_fit, on_gpu
 from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner, inactive, tile_text
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
@@ -306,7 +306,7 @@ def planner_rows(spec: GpuSpec, desc: ModelDescription, launch: Any, *, compile:
 
 
 @dataclass(frozen=True)
-class AttentionFamily:
+class AttentionFamily(Family):
     """Triton attention (see the module docstring)."""
 
     name: str = "attention"
@@ -332,9 +332,6 @@ class AttentionFamily:
 
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
         return selftest_cases(spec, request)
-
-    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
-        return None
 
 
 FAMILY = AttentionFamily()

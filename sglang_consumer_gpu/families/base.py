@@ -148,41 +148,41 @@ class Provider(Protocol):
     def items(self, spec: GpuSpec, *, full: bool) -> Iterable[CheckItem]: ...
 
 
-class Family(Protocol):
-    """One kernel family (see :mod:`sglang_consumer_gpu.families`).
+class Family:
+    """One kernel family (see :mod:`sglang_consumer_gpu.families`); a family's module defines a
+    subclass and one instance, ``FAMILY``.
 
     ``name`` is its area in ``check`` and ``selftest``; ``patch_modules`` are the modules of
-    :mod:`sglang_consumer_gpu.patches` that hold its patches and every SGLang path it touches
-    (its seams); ``active`` says whether its patches act on a GPU; ``check_providers`` are its
-    ``check`` areas (the plugin's, then SGLang's own for ``--baseline`` where it has one);
-    ``planner_rows`` are its rows in ``doctor --model``; ``selftest_cases`` / ``selftest_prepare``
-    what ``selftest`` runs of it (:mod:`.cases`).
+    :mod:`sglang_consumer_gpu.patches` that hold its patches and every SGLang path it touches (its
+    seams); ``kernel_modules`` the SGLang modules a live run imports up front, so that the family's
+    patches of them are in place before anything runs. A family implements what applies to it;
+    the rest answers "nothing here".
     """
 
-    name: str
-    patch_modules: tuple[ModuleType, ...]
-    #: SGLang modules a live run (``selftest``) imports up front, so that the family's patches
-    #: of them are in place before anything runs.
-    kernel_modules: tuple[str, ...]
+    name: str = ""
+    patch_modules: tuple[ModuleType, ...] = ()
+    kernel_modules: tuple[str, ...] = ()
 
-    def active(self, spec: GpuSpec) -> bool: ...
+    def active(self, spec: GpuSpec) -> bool:
+        """Whether its patches act on ``spec``."""
+        raise NotImplementedError
 
-    def check_providers(self) -> tuple[Provider, ...]: ...
+    def check_providers(self) -> tuple[Provider, ...]:
+        """Its ``check`` areas: the plugin's, then SGLang's own for ``--baseline`` where it has one."""
+        return ()
 
     def planner_rows(
         self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
     ) -> tuple[list[KernelRow], list[str]]:
-        """``doctor --model``: the rows of this family's kernels in a server launch (a
-        ``models.launch.Launch``) of a model (a ``models.ModelDescription``), and notes on what
-        it did not check."""
-        ...
+        """``doctor --model``: the rows of its kernels in a server launch (a ``models.launch.Launch``)
+        of a model (a ``models.ModelDescription``), and notes on what it did not check."""
+        return [], []
 
     def selftest_cases(self, spec: GpuSpec, request: Any) -> list[Any]:
-        """``selftest``: this family's rows (``families.cases.Case``) for ``spec``; areas the plugin
-        leaves to SGLang there are one SKIP row with the reason."""
-        ...
+        """``selftest``: its rows (``families.cases.Case``) for ``spec``; what the plugin leaves to
+        SGLang there is one SKIP row with the reason."""
+        return []
 
     def selftest_prepare(self, runner: Any, cases: Iterable[Any]) -> None:
-        """``selftest``, on the GPU before anything runs: what the family checks once for all its
-        cases (the MoE family asks SGLang's patched lookup for every config it will run)."""
-        ...
+        """``selftest``, on the GPU before anything runs: what it checks once for all its cases
+        (the MoE family asks SGLang's patched lookup for every config it will run)."""

@@ -12,11 +12,11 @@ there is no SGLang baseline to compare.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sglang_consumer_gpu.families.base import KernelRow, Provider
+from sglang_consumer_gpu.families.base import Family, Provider
 from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Request, Result, Runner
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.int8.backend import needed_on
@@ -165,7 +165,7 @@ def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
 
 
 @dataclass(frozen=True)
-class Int8Family:
+class Int8Family(Family):
     """The int8 scaled GEMM (see the module docstring)."""
 
     name: str = "int8"
@@ -178,16 +178,8 @@ class Int8Family:
     def check_providers(self) -> tuple[Provider, ...]:
         return (Int8Provider(),)
 
-    def planner_rows(
-        self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
-    ) -> tuple[list[KernelRow], list[str]]:
-        return [], []
-
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
         return selftest_cases(spec, request)
-
-    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
-        return None
 
 
 FAMILY = Int8Family()

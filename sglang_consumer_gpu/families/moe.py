@@ -41,7 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sglang_consumer_gpu.families.base import Fit, KernelRow, Provider, error_fit, on_gpu, quiet_sglang
+from sglang_consumer_gpu.families.base import (
+    Family,
+    Fit,
+    KernelRow,
+    Provider,
+    error_fit,
+    on_gpu,
+    quiet_sglang,
+)
 from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
@@ -712,7 +720,7 @@ def _worst(a: Fit, b: Fit) -> Fit:
 
 
 @dataclass(frozen=True)
-class MoeFamily:
+class MoeFamily(Family):
     """Fused MoE (see the module docstring)."""
 
     name: str = "moe"

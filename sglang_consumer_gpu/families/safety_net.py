@@ -9,13 +9,12 @@ forced). It compiles nothing the plugin chooses, so it has no ``check`` area and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sglang_consumer_gpu.families.attention import AttentionRun
-from sglang_consumer_gpu.families.base import KernelRow, Provider
-from sglang_consumer_gpu.families.cases import Case, Request, Runner, tile_text
+from sglang_consumer_gpu.families.base import Family
+from sglang_consumer_gpu.families.cases import Case, Request, tile_text
 from sglang_consumer_gpu.families.moe import REFERENCE, MoeRun
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import ExtendCase
@@ -84,7 +83,7 @@ def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
 
 
 @dataclass(frozen=True)
-class SafetyNetFamily:
+class SafetyNetFamily(Family):
     """The safety net (see the module docstring)."""
 
     name: str = "safety"
@@ -94,19 +93,8 @@ class SafetyNetFamily:
     def active(self, spec: GpuSpec) -> bool:
         return all(p.needed_on(spec) for p in safety_net.PATCHES)
 
-    def check_providers(self) -> tuple[Provider, ...]:
-        return ()
-
-    def planner_rows(
-        self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
-    ) -> tuple[list[KernelRow], list[str]]:
-        return [], []
-
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
         return selftest_cases(spec, request)
-
-    def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
-        return None
 
 
 FAMILY = SafetyNetFamily()
