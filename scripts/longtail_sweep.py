@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.patches import moe_config
-from sglang_consumer_gpu.safety.rules import BATCH_INVARIANT_MODULES
+from sglang_consumer_gpu.patches.safety_net import BATCH_INVARIANT
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")
-BIO = BATCH_INVARIANT_MODULES[0]
+BIO = BATCH_INVARIANT.module
 #: Where ``w8a8_block_fp8_matmul_triton`` lives: 0.5.23, then 0.5.17.
 FP8_KERNEL_MODULES = ("sglang.kernels.ops.gemm.fp8_kernel", moe_config.QUANT_FP8)
 

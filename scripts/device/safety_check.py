@@ -59,13 +59,13 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.patches import attention_extend, moe_config
-from sglang_consumer_gpu.safety.rules import BATCH_INVARIANT_MODULES
+from sglang_consumer_gpu.patches.safety_net import BATCH_INVARIANT
 
 EMULATE_ENV = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 DEFAULT_CAP = 101_376
 MOE = moe_config.LAUNCHER.module
 EXTEND = attention_extend.MODULE
-BIO = BATCH_INVARIANT_MODULES[0]
+BIO = BATCH_INVARIANT.module
 #: The limit of the one launch ``check_unsalvageable`` makes (sm_75's 64 KB).
 TIGHT_LIMIT = 65_536
 OLD_MOE_TILE = {"BLOCK_SIZE_M": 128, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 8, "num_stages": 4}  # fmt: skip

@@ -54,6 +54,7 @@ from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patching.base import Patch, Seam
 from sglang_consumer_gpu.patching.static import function_from_source
+from sglang_consumer_gpu.safety.rules import ShrinkRule
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -76,6 +77,30 @@ EXTEND = Seam(">=0.5.16", MODULE, "extend_attention_fwd")
 EXTEND_UNIFIED = Seam(">=0.5.16", MODULE, "extend_attention_fwd_unified")
 DENSE_PREFILL = Seam(">=0.5.16", MODULE, "dense_prefill_attention_fwd")
 DECODE = Seam(">=0.5.16", "sglang.kernels.ops.attention.decode_attention", "decode_attention_fwd")
+
+#: The safety net's rules for the extend-attention kernels (see :mod:`sglang_consumer_gpu.safety.rules`);
+#: unified extend (deterministic inference) fixes its numerics with its tile: stages only.
+SHRINK_RULES: tuple[ShrinkRule, ...] = (
+    ShrinkRule(
+        kernel="_fwd_kernel",
+        modules=(MODULE,),
+        params=("BLOCK_N", "BLOCK_N_PREFIX"),
+        minimum=16,
+        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N/BLOCK_N_PREFIX are only the KV-loop "
+        "steps of the online softmax (masked tail)",
+        hint="use another attention backend (--attention-backend flashinfer) for this model",
+    ),
+    ShrinkRule(
+        kernel="_fwd_kernel_dense_prefill",
+        modules=(MODULE,),
+        params=("BLOCK_N",),
+        minimum=16,
+        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N is only the KV-loop step (masked "
+        "tail, full-tile bound rounded down to BLOCK_N)",
+        hint="use another attention backend (--attention-backend flashinfer) for this model",
+    ),
+)
+NUMERICS_FIXED: dict[str, tuple[str, ...]] = {"_fwd_kernel_unified": (MODULE,)}
 
 
 def sglang_tile_fits(spec: GpuSpec, blocks: tuple[int, ...]) -> bool:

@@ -47,6 +47,7 @@ from types import ModuleType
 from typing import Any
 
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.safety.rules import ShrinkRule
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
 
@@ -94,6 +95,23 @@ QUANT_TENSOR_FP8 = Seam(
     ">=0.5.16", "sglang.kernels.ops.quantization.per_tensor_quant_fp8", "per_tensor_quant_fp8"
 )
 QUANT_TOKEN_FP8 = Seam(">=0.5.16", "sglang.kernels.ops.quantization", "sgl_per_token_quant_fp8")
+
+
+#: The safety net's rule for the fused-MoE kernel (see :mod:`sglang_consumer_gpu.safety.rules`).
+SHRINK_RULES: tuple[ShrinkRule, ...] = (
+    ShrinkRule(
+        kernel="fused_moe_kernel",
+        modules=(LAUNCHER.module,),
+        params=("BLOCK_SIZE_K",),
+        minimum=32,  # 8-bit tl.dot needs K >= 32
+        safe_because="the grid is cdiv(EM, BLOCK_SIZE_M) * cdiv(N, BLOCK_SIZE_N); BLOCK_SIZE_K is only the "
+        "K-loop step (K tail masked; even_Ks stays true when K % BLOCK_SIZE_K was 0)",
+        hint="use a fused-MoE config that fits: your own tuned file in ~/.cache/sglang-consumer-gpu/moe_configs "
+        "or the plugin's choice (`sglang-consumer-gpu moe-config --model ...` shows it)",
+        requires_none=("a_desc", "b_desc"),
+        divides="group_k",
+    ),
+)
 
 
 def _deterministic(module: ModuleType) -> bool:
