@@ -129,6 +129,20 @@ def patch_status(patch: Patch, spec: GpuSpec | None, read: Any) -> dict[str, str
     return {"status": READY.value, "detail": f"for {spec.name} ({spec.arch_name}) {where}{decision.detail}"}
 
 
+def in_family_order(patches: list[Patch]) -> list[Patch]:
+    """``patches`` as the families list them (fused MoE, attention, int8, the safety net), then
+    any extra patch module's, in their order."""
+    from sglang_consumer_gpu.families import FAMILIES
+
+    order = {
+        p.name: i
+        for i, p in enumerate(
+            p for f in FAMILIES for m in f.patch_modules for p in getattr(m, "PATCHES", None) or [m.PATCH]
+        )
+    }
+    return sorted(patches, key=lambda p: order.get(p.name, len(order)))
+
+
 def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     """Everything doctor reports, as data (``do_import``: also import SGLang and apply)."""
     from sglang_consumer_gpu.patching.catalog import builtin_patches
@@ -158,7 +172,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
         },
         "mode": "import" if do_import else "static",
     }
-    patches = builtin_patches()
+    patches = in_family_order(builtin_patches())
     read = installed_reader() or (lambda rel: None)
     out["patches"] = {
         p.name: {
@@ -193,7 +207,9 @@ def _import_and_apply(target: GpuSpec | None) -> dict[str, Any]:
     else:
         activation.activate(path="doctor")
         results = registry.apply_all(disabled_reason=reason)
-    return {p.name: {"target": p.target, **results[p.name].to_dict()} for p in registry.patches()}
+    return {
+        p.name: {"target": p.target, **results[p.name].to_dict()} for p in in_family_order(registry.patches())
+    }
 
 
 def _advice(data: dict[str, Any]) -> list[str]:
