@@ -270,3 +270,32 @@ def test_installing_the_plugin_never_changes_sglang(plugin_wheel: Path) -> None:
         r for r in requires if r.name == "sglang" and r.marker and r.marker.evaluate({"extra": "sglang"})
     ]
     assert extra.specifier == SpecifierSet(COVERED_SGLANG)
+
+
+def _family_seams() -> list[tuple[str, object]]:
+    """Every seam a family declares beside its patched ones (launchers, helpers, the modules the
+    tools import), by name."""
+    from sglang_consumer_gpu.families import FAMILIES
+    from sglang_consumer_gpu.oracle import virtual
+    from sglang_consumer_gpu.patching.base import Seam
+
+    out = [("oracle.virtual.EXEC_FIELDS", virtual.EXEC_FIELDS)]
+    for family in FAMILIES:
+        for module in family.patch_modules:
+            out += [(f"{module.__name__}.{k}", v) for k, v in vars(module).items() if isinstance(v, Seam)]
+    return out
+
+
+@pytest.mark.parametrize(("name", "seam"), _family_seams(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_family_seam_exists_from_the_first_release_of_its_range(releases, name, seam) -> None:
+    """A seam's module is in every covered release of its range, and not in the release before it
+    (the range starts where the module does)."""
+    inside = [v for v in SGLANG_RELEASES if in_range(v, seam.sglang)]
+    assert inside, name
+    for version in inside:
+        _, names = _reader(releases[version])
+        assert any(p in names for p in module_paths(seam.module)), (name, version)
+    before = [v for v in SGLANG_RELEASES if Version(v) < Version(inside[0])]
+    if before:
+        _, names = _reader(releases[before[-1]])
+        assert not any(p in names for p in module_paths(seam.module)), (name, before[-1])

@@ -89,10 +89,10 @@ ACTIVATION = Seam(">=0.5.17", "sglang.kernels.ops.activation.activation", "silu_
 QUANT_FP8 = "sglang.kernels.ops.quantization.fp8_kernel"
 QUANT_INT8 = "sglang.kernels.ops.quantization.int8_kernel"
 QUANT_GROUP = Seam(
-    ">=0.5.16", "sglang.kernels.ops.quantization.per_token_group_quant", "per_token_group_quant"
+    ">=0.5.17", "sglang.kernels.ops.quantization.per_token_group_quant", "per_token_group_quant"
 )
 QUANT_TENSOR_FP8 = Seam(
-    ">=0.5.16", "sglang.kernels.ops.quantization.per_tensor_quant_fp8", "per_tensor_quant_fp8"
+    ">=0.5.17", "sglang.kernels.ops.quantization.per_tensor_quant_fp8", "per_tensor_quant_fp8"
 )
 QUANT_TOKEN_FP8 = Seam(">=0.5.16", "sglang.kernels.ops.quantization", "sgl_per_token_quant_fp8")
 
