@@ -72,6 +72,15 @@ def select_shapes(names: str | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def plan_points(spec: Any, shape: Any, grid: Any) -> list[dict[str, Any]]:
+    """Per batch size: SGLang's default on ``spec`` and the plugin's heuristic (the package's answers)."""
+    from sglang_consumer_gpu.families.moe import sglang_default
+    from sglang_consumer_gpu.moe.heuristic import heuristic_config
+
+    return [{"M": M, "default": sglang_default(spec, shape, M), "heuristic": heuristic_config(M, shape, spec)}
+            for M in grid]  # fmt: skip
+
+
 def plan(out: Path, jobs: int, shapes: str | None, prove_per_shape: bool) -> None:
     """Proven space per (shape, dtype) -- once per dtype on the Qwen3-30B-A3B shape unless
     ``prove_per_shape`` (shared memory follows the tile, dtype and pipeline; ``even_Ks`` and
@@ -96,7 +105,7 @@ def plan(out: Path, jobs: int, shapes: str | None, prove_per_shape: bool) -> Non
             space, n = proven[key]
             shape = MoeShape(s["E"], s["N"], s["K"], s["topk"], dtype)
             doc["cases"].append({"name": name, **{k: s[k] for k in ("E", "N", "K", "topk")}, "dtype": dtype,
-                                 "space": space, "candidates": n, "points": sweep.plan_points(spec, shape, GRID)})  # fmt: skip
+                                 "space": space, "candidates": n, "points": plan_points(spec, shape, GRID)})  # fmt: skip
             print(f"{name} {dtype or 'bf16'}: {len(space)} of {n} candidates fit sm_89", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))

@@ -42,6 +42,7 @@ ensure_sglang()  # an installed SGLang, else the device machine's carry of its k
 import torch  # noqa: E402
 import triton  # noqa: E402
 
+from sglang_consumer_gpu.families import on_gpu  # noqa: E402
 from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
 from sglang_consumer_gpu.measure.moe import align  # noqa: E402
 from sglang_consumer_gpu.oracle.kernels import moe as oracle_moe  # noqa: E402
@@ -148,7 +149,7 @@ def moe_real(case: dict[str, Any]) -> dict[str, Any]:
 
 def moe_oracle(case: dict[str, Any], spec: Any) -> int:
     kw = {k: case.get(k) for k in ("E", "N", "K", "topk", "M", "dtype", "block_shape", "config")}
-    return oracle_moe.moe_gemm_resources(spec, gemm=case["gemm"], patched=False, cache=False, **kw).shared
+    return oracle_moe.moe_gemm_resources(spec, gemm=case["gemm"], cache=False, **kw).shared
 
 
 def _cfg(m: int, n: int, k: int, g: int, w: int | None = None, s: int | None = None) -> dict[str, int]:
@@ -222,12 +223,10 @@ def attention_pairs(results: list[dict[str, Any]]) -> None:
                 fn(*cargs, **ckw)
                 torch.cuda.synchronize()
             row["device"] = seen
-            row["oracle_sm90"] = [
-                (x.kernel, x.resources.shared) for x in att.dry_run(H100, case, patched=False)
-            ]
-            row["oracle_sm89"] = [
-                (x.kernel, x.resources.shared) for x in att.dry_run(RTX_4090, case, patched=False)
-            ]
+            with on_gpu(H100, patched=False):
+                row["oracle_sm90"] = [(x.kernel, x.resources.shared) for x in att.dry_run(H100, case)]
+            with on_gpu(RTX_4090, patched=False):
+                row["oracle_sm89"] = [(x.kernel, x.resources.shared) for x in att.dry_run(RTX_4090, case)]
             row["equal"] = [tuple(x) for x in seen] == [tuple(x) for x in row["oracle_sm90"]]
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -212,3 +212,21 @@ def test_the_check_would_catch_an_upward_import(source, expected, monkeypatch, t
     monkeypatch.setitem(MODULES, name, fake)
     monkeypatch.setitem(GRAPH, name, set(_imports(name)))
     assert any(a == name for a, _ in _up_arrows()) is expected
+
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+#: Scripts whose job is a path: the device loader puts its carry of SGLang's files first, and the
+#: carry builder's clean-interpreter check starts from an empty path.
+PATH_LOADERS = {"device/sglang_env.py", "device/prepare_carry.py", "device/install_sglang.py"}
+
+
+def test_scripts_find_the_package_through_pythonpath():
+    """No script edits ``sys.path`` to find the package or another script: they run with the
+    repository root on PYTHONPATH (scripts/device/README.md)."""
+    edits = sorted(
+        str(p.relative_to(SCRIPTS))
+        for p in SCRIPTS.rglob("*.py")
+        if str(p.relative_to(SCRIPTS)) not in PATH_LOADERS
+        and any(s in p.read_text() for s in ("sys.path.insert", "sys.path[:0]", "sys.path.append"))
+    )
+    assert not edits, edits

@@ -19,6 +19,7 @@ import pytest
 
 from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Result
 from sglang_consumer_gpu.hardware import find_gpu
+from sglang_consumer_gpu.measure.report import write_json
 from sglang_consumer_gpu.selftest import report as R
 from sglang_consumer_gpu.selftest.plan import Plan
 from tests.conftest import run_python, run_python_json
@@ -153,7 +154,7 @@ def test_json_schema_and_atomic_write(tmp_path):
         "detail",
     } <= set(case)
     path = tmp_path / "sub" / "selftest.json"
-    R.write_json(path, doc)
+    write_json(path, doc)
     assert json.loads(path.read_text()) == json.loads(json.dumps(doc))
     assert [p.name for p in path.parent.iterdir()] == ["selftest.json"]  # no temporary file left
 

@@ -210,6 +210,17 @@ def sglang_choices(spec: GpuSpec, shape: MoeShape, ms: Iterable[int], *, patched
         return {M: _asked(shape, M) for M in ms}
 
 
+def sglang_default(spec: GpuSpec, shape: MoeShape, M: int) -> dict[str, Any]:
+    """SGLang's own ``get_default_config`` on ``spec`` (the plugin's patches reverted): what
+    SGLang runs where no tuned file exists -- the baseline ``tune-moe`` and the benchmark rounds
+    measure against."""
+    seam = moe_config.DEFAULT_CONFIG_SEAMS[-1]
+    default = getattr(importlib.import_module(seam.module), seam.attr)
+    block = list(shape.block_shape) if shape.block_shape else None
+    with on_gpu(spec, patched=False):
+        return dict(default(M, shape.E, shape.N, shape.K, shape.topk, shape.dtype, False, block))
+
+
 def unsupported(spec: GpuSpec, shape: MoeShape) -> str | None:
     """Why ``spec`` cannot run this layer with any config, or None."""
     if shape.dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
