@@ -31,6 +31,7 @@ from scripts.device.sglang_env import ensure_sglang  # noqa: E402
 
 ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
+from sglang_consumer_gpu.families.moe import REFERENCE  # noqa: E402
 from sglang_consumer_gpu.measure import moe_sweep as sweep  # noqa: E402
 from sglang_consumer_gpu.measure.moe import config_key, launch_config, parse_config_key  # noqa: E402
 
@@ -99,7 +100,8 @@ def plan(out: Path, jobs: int, shapes: str | None, prove_per_shape: bool) -> Non
         s = SHAPES[name]
         for dtype in s["dtypes"]:
             key = (name, dtype) if prove_per_shape else dtype
-            dims = (s["E"], s["N"], s["K"], s["topk"]) if prove_per_shape else (128, 768, 2048, 8)
+            ref = (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk)
+            dims = (s["E"], s["N"], s["K"], s["topk"]) if prove_per_shape else ref
             if key not in proven:
                 proven[key] = sweep.prove_space(spec, MoeShape(*dims, dtype), jobs)
             space, n = proven[key]

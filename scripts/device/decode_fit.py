@@ -36,13 +36,14 @@ from typing import Any
 os.environ.setdefault("TQDM_MININTERVAL", "15")
 
 from scripts.device.tune_check import HELDOUT_SETS, RTX_4090, log, plan_case
+from sglang_consumer_gpu.families.moe import REFERENCE, REFERENCE_NAME
 
 #: (E, N, K, topk) per shape: tune_check's rounds 1 and 2, then the H100 rounds' shapes
 #: (results/h100/moe/moe_bench_confirm.json, _heldout.json, _v2_fresh.json).
 FIT_SHAPES = {
     **HELDOUT_SETS["round1"],
     **HELDOUT_SETS["round2"],
-    "Qwen3-30B-A3B": (128, 768, 2048, 8),
+    REFERENCE_NAME: (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk),
     "Qwen3-235B-A22B-TP4": (128, 384, 4096, 8),
     "GLM-4.5-Air-TP2": (128, 704, 4096, 8),
     "DeepSeek-V2-Lite": (64, 1408, 2048, 6),

@@ -68,20 +68,19 @@ def load(name: str) -> dict[str, Any]:
 
 
 def moe_checks(quick: bool) -> list[dict[str, Any]]:
+    import dataclasses
+
+    from sglang_consumer_gpu.families.moe import REFERENCE, plugin_choice
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.measure.moe import MoeCase
-    from sglang_consumer_gpu.moe.lookup import choose
-    from sglang_consumer_gpu.moe.shape import MoeShape
 
     spec = find_gpu(RTX_4090)
     items = []
     for name, dtype, block, per_channel, act in MOE_MODES:
-        shape = MoeShape(128, 768, 2048, 8, dtype, block, per_channel)
+        shape = dataclasses.replace(REFERENCE, dtype=dtype, block_shape=block, per_channel_quant=per_channel)
         for M in (3, 256) if quick else (1, 3, 64, 256, 1024):
-            c = choose(M, shape, spec)
-            items.append(
-                {"mode": name, "case": MoeCase(shape, M, act), "config": c.config, "source": c.source}
-            )
+            c = plugin_choice(spec, shape, M)
+            items.append({"mode": name, "case": MoeCase(shape, M, act), "config": c.up, "source": c.source})
     return items
 
 

@@ -196,12 +196,14 @@ def exhaustive(tuned: dict[str, dict[int, tuple[str, str | None]]], workers: int
                tuner_s_per_kernel: float | None) -> dict[str, Any]:  # fmt: skip
     import torch
 
+    from sglang_consumer_gpu.families.moe import REFERENCE, REFERENCE_NAME
     from sglang_consumer_gpu.measure import moe_sweep
     from sglang_consumer_gpu.measure.moe import MoeCase, MoeLayer, config_key, parse_config_key
     from sglang_consumer_gpu.measure.timer import Timer
     from sglang_consumer_gpu.tune.space import SGLANG_BATCH_SIZES, specialization
 
-    doc = {"cases": [plan_case("Qwen3-30B-A3B", (128, 768, 2048, 8), None if d == "bf16" else d, SAMPLE)
+    dims = (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk)
+    doc = {"cases": [plan_case(REFERENCE_NAME, dims, None if d == "bf16" else d, SAMPLE)
                      for d in DTYPES], "plan_file": "in-process"}  # fmt: skip
     t0 = time.time()
     res = moe_sweep.run_sweep(doc, list(range(len(doc["cases"]))), small_tiles_up_to(1), workers=workers,
