@@ -419,9 +419,10 @@ def _extend_call(launcher: str) -> None:
     """SGLang's extend-attention launcher for the MLA shape (Lq=576, Lv=512) on meta tensors."""
     from sglang_consumer_gpu.oracle.kernels import attention as oa
 
-    module = __import__(oa.EXTEND, fromlist=["_"])
+    seam = oa.LAUNCHERS[launcher]
+    module = __import__(seam.module, fromlist=["_"])
     args, kwargs = oa._extend_args(oa.AttentionCase(launcher, 576, 512))
-    getattr(module, oa.LAUNCHERS[launcher][1])(*args, **kwargs)
+    getattr(module, seam.attr)(*args, **kwargs)
 
 
 def test_extend_attention_sm90_tile_shrinks_block_n(fresh):

@@ -215,9 +215,10 @@ def sglang_default(spec: GpuSpec, shape: MoeShape, M: int) -> dict[str, Any]:
     SGLang runs where no tuned file exists -- the baseline ``tune-moe`` and the benchmark rounds
     measure against."""
     seam = moe_config.DEFAULT_CONFIG_SEAMS[-1]
-    default = getattr(importlib.import_module(seam.module), seam.attr)
+    module = importlib.import_module(seam.module)
     block = list(shape.block_shape) if shape.block_shape else None
-    with on_gpu(spec, patched=False):
+    with on_gpu(spec, patched=False):  # read the function inside: outside it may be the plugin's
+        default = getattr(module, seam.attr)
         return dict(default(M, shape.E, shape.N, shape.K, shape.topk, shape.dtype, False, block))
 
 
