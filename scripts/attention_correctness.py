@@ -8,25 +8,21 @@ references with NaN-poisoned outputs and the engine's bounds. Context attention 
 through the plugin's real patch (``attention-prefill-blocks``) with SGLang's sm_120 branch
 selected, so the rewritten launch is what is tested.
 
-    python3 scripts/attention_correctness.py --out $OUT/attention_correctness.json   # device
+    PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/attention_correctness.py --out $OUT/attention_correctness.json   # device
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
-    import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang
+
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")
 

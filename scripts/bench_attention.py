@@ -9,26 +9,22 @@ timings. Workloads (:data:`sglang_consumer_gpu.measure.attention.WORKLOADS`): ex
 prefill-heavy and decode-heavy, GQA 32/8 heads (MLA 576/512: 16/1); context (vision) prefill,
 8 images x 1024 tokens, 16 heads, non-causal.
 
-    python3 scripts/bench_attention.py --out $OUT/bench_attention.json      # device
-    python3 scripts/bench_attention.py --plot results/bench_attention.json  # here: JSON -> PNG
+    PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/bench_attention.py --out $OUT/bench_attention.json      # device
+    PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/bench_attention.py --plot results/h100/attention/bench_attention.json  # here: JSON -> PNG
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
-    import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang
+
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
 L40S = "NVIDIA L40S"
 

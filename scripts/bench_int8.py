@@ -13,20 +13,18 @@ All routes of a point are timed interleaved with the measurement engine's timer 
 weights rotated past L2; :mod:`sglang_consumer_gpu.measure.int8`); the result is the ratio
 baseline / Triton per shape and its geometric mean.
 
-    PYTHONPATH=. python scripts/bench_int8.py --out results/int8_bench.json
+    PYTHONPATH=. python scripts/bench_int8.py --out results/h100/int8/int8_bench.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
@@ -56,7 +54,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "results" / "int8_bench.json")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "h100" / "int8" / "int8_bench.json")
     p.add_argument(
         "--gpu", default="NVIDIA GeForce RTX 4090", help="GPU whose dispatch table picks the tiles"
     )

@@ -5,11 +5,11 @@ there): ``plan`` here (CPU, compile-only oracle), ``run`` / ``confirm`` on the d
 anywhere. The device machine has no SGLang of its own: run with the carried one
 (scripts/device/README.md).
 
-    python scripts/bench_moe.py plan --out results/moe_bench_plan.json
-    python scripts/bench_moe.py run --plan results/moe_bench_plan.json --out $OUT      # device
-    python scripts/bench_moe.py confirm --plan results/moe_bench_v2_plan.json \\
-        --previous results/moe_bench.json,results/moe_bench_confirm.json --out $OUT   # device
-    python scripts/bench_moe.py report results/moe_bench.json --plot moe_bench.png
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/bench_moe.py plan --out tests/fixtures/results/cpu_moe_bench_plan.json
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/bench_moe.py run --plan tests/fixtures/results/cpu_moe_bench_plan.json --out $OUT      # device
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/bench_moe.py confirm --plan results/cpu/moe/moe_bench_v2_plan.json \\
+        --previous tests/fixtures/results/h100_moe_bench.json,results/h100/moe/moe_bench_confirm.json --out $OUT   # device
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/bench_moe.py report tests/fixtures/results/h100_moe_bench.json --plot moe_bench.png
 
 ``--shapes NAME[,NAME]`` from :data:`SHAPES`, or ``calibration`` (default), ``heldout``, ``fresh``.
 ``run`` times every proven config at every point; ``confirm`` times only SGLang's default, the
@@ -20,21 +20,18 @@ BLOCK_SIZE_M <= 32 config), without a GROUP_SIZE_M refinement.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
-    import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang  # noqa: E402
 
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
+
+from sglang_consumer_gpu.families.moe import REFERENCE, sweep_points  # noqa: E402
 from sglang_consumer_gpu.measure import moe_sweep as sweep  # noqa: E402
 from sglang_consumer_gpu.measure.moe import config_key, launch_config, parse_config_key  # noqa: E402
 
@@ -94,13 +91,14 @@ def plan(out: Path, jobs: int, shapes: str | None, prove_per_shape: bool) -> Non
         s = SHAPES[name]
         for dtype in s["dtypes"]:
             key = (name, dtype) if prove_per_shape else dtype
-            dims = (s["E"], s["N"], s["K"], s["topk"]) if prove_per_shape else (128, 768, 2048, 8)
+            ref = (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk)
+            dims = (s["E"], s["N"], s["K"], s["topk"]) if prove_per_shape else ref
             if key not in proven:
                 proven[key] = sweep.prove_space(spec, MoeShape(*dims, dtype), jobs)
             space, n = proven[key]
             shape = MoeShape(s["E"], s["N"], s["K"], s["topk"], dtype)
             doc["cases"].append({"name": name, **{k: s[k] for k in ("E", "N", "K", "topk")}, "dtype": dtype,
-                                 "space": space, "candidates": n, "points": sweep.plan_points(spec, shape, GRID)})  # fmt: skip
+                                 "space": space, "candidates": n, "points": sweep_points(spec, shape, GRID)})  # fmt: skip
             print(f"{name} {dtype or 'bf16'}: {len(space)} of {n} candidates fit sm_89", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
@@ -211,7 +209,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("plan")
-    p.add_argument("--out", type=Path, default=REPO / "results" / "moe_bench_plan.json")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "cpu" / "moe" / "moe_bench_plan.json")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     p.add_argument("--shapes", help=f"NAME[,NAME] from {', '.join(SHAPES)}, or {', '.join(GROUPS)}")
     p.add_argument("--prove-per-shape", action="store_true", help="prove the space on each shape (stricter)")
@@ -221,8 +219,8 @@ def main() -> None:
     mg.add_argument("--order", help="NAME|DTYPE,... cases to put first (stable otherwise)")
     for name, stem in (("run", "moe_bench"), ("confirm", "moe_bench_confirm")):
         r = sub.add_parser(name)
-        r.add_argument("--plan", type=Path, default=REPO / "results" / "moe_bench_plan.json")
-        r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results")))
+        r.add_argument("--plan", type=Path, default=REPO / "tests" / "fixtures" / "results" / "cpu_moe_bench_plan.json")
+        r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "results" / "h100" / "moe")))
         r.add_argument("--workers", type=int, default=None, help="compile processes (default: cores - 1)")
         r.add_argument("--only", help="comma-separated substrings of case names, each optionally |DTYPE")
         r.add_argument("--stem", default=stem, help="output file names: STEM.json, STEM.png")
@@ -233,7 +231,7 @@ def main() -> None:
                 "--small-m-full", action="store_true", help="no early exit for BLOCK_M <= 32 at M <= 64"
             )
         else:
-            r.add_argument("--previous", default=str(REPO / "results" / "moe_bench.json"),
+            r.add_argument("--previous", default=str(REPO / "tests" / "fixtures" / "results" / "h100_moe_bench.json"),
                            help="comma-separated result files whose top configs are re-timed")  # fmt: skip
     rep = sub.add_parser("report")
     rep.add_argument("results", type=Path)

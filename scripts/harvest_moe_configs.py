@@ -20,7 +20,7 @@ inside their wheels. This script:
 6. writes ``sglang_consumer_gpu/moe/configs/*.json`` and ``manifest.json``
    (project, release, original path, Triton directory, sha256, repairs, drops).
 
-Usage: ``python scripts/harvest_moe_configs.py [--cache DIR] [--jobs N]``.
+Usage: ``PYTHONPATH=$PWD:$PYTHONPATH python scripts/harvest_moe_configs.py [--cache DIR] [--jobs N]``.
 """
 
 from __future__ import annotations

@@ -10,19 +10,17 @@ bound of half an ulp plus the float32 epilogue, poisoned output with guard rows/
 exact int32 accumulation vs the integer product and ``torch._int_mm``), and the all -128
 extreme case. Kernels are compiled first, in parallel processes.
 
-    PYTHONPATH=. python scripts/int8_correctness.py --out results/int8_correctness.json
+    PYTHONPATH=. python scripts/int8_correctness.py --out results/h100/int8/int8_correctness.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 M_LIST = (1, 7, 16, 33, 100, 128, 255, 512, 1000, 2048, 4099, 8192)
 COMBOS = (("bfloat16", True), ("float16", False), ("bfloat16", False), ("float16", True))
@@ -30,7 +28,7 @@ COMBOS = (("bfloat16", True), ("float16", False), ("bfloat16", False), ("float16
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "results" / "int8_correctness.json")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "h100" / "int8" / "int8_correctness.json")
     p.add_argument(
         "--gpu", default="NVIDIA GeForce RTX 4090", help="GPU whose dispatch table picks the tiles"
     )

@@ -24,8 +24,8 @@ Modes:
   (``SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376``) or from
   ``scripts/device/safety_check.py``, which applies the cap itself.
 
-    python scripts/longtail_sweep.py --out results/longtail_sweep.json
-    python scripts/longtail_sweep.py --mode guard --out results/longtail_guard.json
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/longtail_sweep.py --out results/cpu/longtail/longtail_sweep.json
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/longtail_sweep.py --mode guard --out results/cpu/longtail/longtail_guard.json
 
 Writes every result to JSON.
 """
@@ -42,14 +42,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from sglang_consumer_gpu.patches import moe_config
+from sglang_consumer_gpu.patches.safety_net import BATCH_INVARIANT
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")
-BIO = "sglang.srt.batch_invariant_ops.batch_invariant_ops"
+BIO = BATCH_INVARIANT.module
 #: Where ``w8a8_block_fp8_matmul_triton`` lives: 0.5.23, then 0.5.17.
-FP8_KERNEL_MODULES = ("sglang.kernels.ops.gemm.fp8_kernel", "sglang.kernels.ops.quantization.fp8_kernel")
+FP8_KERNEL_MODULES = ("sglang.kernels.ops.gemm.fp8_kernel", moe_config.QUANT_FP8)
 
 Case = tuple[str, Callable[[], Any]]
 
@@ -87,7 +86,7 @@ def fp8_module() -> Any:
     raise ImportError(f"w8a8_block_fp8_matmul_triton is in none of {FP8_KERNEL_MODULES}")
 
 
-def _matmul(bio: Any, a: Any, b: Any) -> Any:
+def matmul(bio: Any, a: Any, b: Any) -> Any:
     """SGLang's Triton persistent matmul (0.5.23 added an ``out_dtype`` argument)."""
     fn = bio._matmul_persistent_triton
     if "out_dtype" in inspect.signature(fn).parameters:
@@ -103,7 +102,7 @@ def batch_invariant_cases(x: Tensors) -> list[Case]:
         name = str(dt).removeprefix("torch.")
         a = x.randn(512, 4096, dtype=dt)
         b = x.randn(4096, 4096, dtype=dt, scale=0.02).t()  # weight^T, as F.linear hands it
-        out.append((f"matmul_persistent {name} 512x4096x4096", lambda a=a, b=b: _matmul(bio, a, b)))
+        out.append((f"matmul_persistent {name} 512x4096x4096", lambda a=a, b=b: matmul(bio, a, b)))
         ab = x.randn(8, 256, 512, dtype=dt)
         bb = x.randn(8, 512, 256, dtype=dt, scale=0.05)
         out.append(
@@ -223,7 +222,7 @@ def _summary(rows: list[dict[str, Any]], t0: float) -> dict[str, Any]:
 def sweep_oracle() -> dict[str, Any]:
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.oracle import virtual
-    from sglang_consumer_gpu.oracle.launch import capture_launches
+    from sglang_consumer_gpu.oracle.capture import capture_launches
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
     rows: list[dict[str, Any]] = []
@@ -268,12 +267,13 @@ def sweep_guard() -> dict[str, Any]:
     from sglang_consumer_gpu.oracle import virtual
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
     from sglang_consumer_gpu.patches import safety_net
+    from sglang_consumer_gpu.patching.registry import unpatched
 
     rows: list[dict[str, Any]] = []
     t0 = time.time()
     for gpu in GPUS:
         spec = find_gpu(gpu)
-        with virtual_gpu(spec, patched=False, preload=(*virtual.PRELOAD, BIO, *FP8_KERNEL_MODULES)):
+        with virtual_gpu(spec, preload=(*virtual.PRELOAD, BIO, *FP8_KERNEL_MODULES)), unpatched():
             safety_net.install()
             with emulated_gpu(spec):
                 for label, call in all_cases(Tensors("meta")):
@@ -314,7 +314,7 @@ def main() -> int:
     ap.add_argument(
         "--group", choices=tuple(GROUPS), action="append", help="device mode: only these case groups"
     )
-    ap.add_argument("--out", type=Path, default=Path("results/longtail_sweep.json"))
+    ap.add_argument("--out", type=Path, default=Path("results/cpu/longtail/longtail_sweep.json"))
     args = ap.parse_args()
     if args.mode == "device":
         result = sweep_device(tuple(args.group or GROUPS))

@@ -8,25 +8,21 @@ heuristic's targets hold (issue 12: >= 0.97 of the best, geomean, and >= 0.98 of
 every batch size), and the count over all cells. No device needed; timings are whatever machine the
 files name (the H100 rounds, the H200 runs under results/h200/).
 
-    python scripts/moe_predict_offline.py results/moe_bench_confirm.json results/moe_bench_heldout.json
-    python scripts/moe_predict_offline.py results/h200/tune/decode_fit/decode_fit.json
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/moe_predict_offline.py results/h100/moe/moe_bench_confirm.json results/h100/moe/moe_bench_heldout.json
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/moe_predict_offline.py results/h200/tune/decode_fit/decode_fit.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
-from sglang_consumer_gpu.measure.common import geomean  # noqa: E402
-from sglang_consumer_gpu.measure.moe import config_key, launch_config  # noqa: E402
-from sglang_consumer_gpu.moe.heuristic import heuristic_config  # noqa: E402
-from sglang_consumer_gpu.moe.shape import MoeShape  # noqa: E402
+from sglang_consumer_gpu.hardware import find_gpu
+from sglang_consumer_gpu.measure.common import geomean
+from sglang_consumer_gpu.measure.moe import config_key, launch_config
+from sglang_consumer_gpu.moe.heuristic import heuristic_config
+from sglang_consumer_gpu.moe.shape import MoeShape
 
 
 def predict(path: Path) -> list[dict]:

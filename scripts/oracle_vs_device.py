@@ -2,7 +2,7 @@
 
 Run on the device machine (H100, no SGLang installed), see scripts/device/README.md:
 
-    run(command="PYTHONUNBUFFERED=1 python3 scripts/oracle_vs_device.py --out $OUT/oracle_vs_device.json",
+    run(command="PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/oracle_vs_device.py --out $OUT/oracle_vs_device.json",
         carry=[".carry/sglang-0.5.23"])
 
 For each case it
@@ -33,16 +33,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "scripts" / "device"), str(REPO)]
 os.environ.setdefault("SGLANG_CONSUMER_GPU_ORACLE_CACHE", "0")  # numbers from compiles, not a cache
 
-with contextlib.suppress(ImportError):
-    import sglang_env  # noqa: F401  (only where SGLang is not installed: the device machine)
+from scripts.device.sglang_env import ensure_sglang
+
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
 import torch  # noqa: E402
 import triton  # noqa: E402
 
+from sglang_consumer_gpu.families import on_gpu  # noqa: E402
 from sglang_consumer_gpu.hardware import find_gpu  # noqa: E402
 from sglang_consumer_gpu.measure.moe import align  # noqa: E402
 from sglang_consumer_gpu.oracle.kernels import moe as oracle_moe  # noqa: E402
@@ -149,7 +149,7 @@ def moe_real(case: dict[str, Any]) -> dict[str, Any]:
 
 def moe_oracle(case: dict[str, Any], spec: Any) -> int:
     kw = {k: case.get(k) for k in ("E", "N", "K", "topk", "M", "dtype", "block_shape", "config")}
-    return oracle_moe.moe_gemm_resources(spec, gemm=case["gemm"], patched=False, cache=False, **kw).shared
+    return oracle_moe.moe_gemm_resources(spec, gemm=case["gemm"], cache=False, **kw).shared
 
 
 def _cfg(m: int, n: int, k: int, g: int, w: int | None = None, s: int | None = None) -> dict[str, int]:
@@ -223,12 +223,10 @@ def attention_pairs(results: list[dict[str, Any]]) -> None:
                 fn(*cargs, **ckw)
                 torch.cuda.synchronize()
             row["device"] = seen
-            row["oracle_sm90"] = [
-                (x.kernel, x.resources.shared) for x in att.dry_run(H100, case, patched=False)
-            ]
-            row["oracle_sm89"] = [
-                (x.kernel, x.resources.shared) for x in att.dry_run(RTX_4090, case, patched=False)
-            ]
+            with on_gpu(H100, patched=False):
+                row["oracle_sm90"] = [(x.kernel, x.resources.shared) for x in att.dry_run(H100, case)]
+            with on_gpu(RTX_4090, patched=False):
+                row["oracle_sm89"] = [(x.kernel, x.resources.shared) for x in att.dry_run(RTX_4090, case)]
             row["equal"] = [tuple(x) for x in seen] == [tuple(x) for x in row["oracle_sm90"]]
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -1,6 +1,6 @@
 """Compare the planner's per-GPU memory numbers with a real ``launch_server`` log.
 
-    python scripts/planner_vs_log.py --log server.log --model tests/fixtures/models/Qwen3-30B-A3B \\
+    PYTHONPATH=$PWD:$PYTHONPATH python scripts/planner_vs_log.py --log server.log --model tests/fixtures/models/Qwen3-30B-A3B \\
         --gpu "NVIDIA H200" --gpu-mem 140.4 --out results/planner_vs_log.json -- --tp 1 --attention-backend triton
 
 Everything after ``--`` is the server's own flags (as launched). The static
@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.models import load_model, resolve
-from sglang_consumer_gpu.planner.launch import set_flag
+from sglang_consumer_gpu.models.launch import set_flag
 from sglang_consumer_gpu.planner.memory import GIB, plan_memory
 from sglang_consumer_gpu.planner.sglang_edge import resolve_launch
 from sglang_consumer_gpu.planner.sglang_log import compare, parse_log

@@ -39,12 +39,13 @@ def active_paths() -> list[str]:
     return list(_paths)
 
 
-def _register_builtins() -> None:
+def register_builtins() -> None:
+    """Register the built-in (and extra) patches once per process."""
     global _registered
     if _registered:
         return
-    from sglang_consumer_gpu.patches import registry
-    from sglang_consumer_gpu.patches.catalog import builtin_patches
+    from sglang_consumer_gpu.patching import registry
+    from sglang_consumer_gpu.patching.catalog import builtin_patches
 
     for patch in builtin_patches():
         registry.register(patch)
@@ -74,8 +75,8 @@ def activate(path: str = "api") -> None:
         with _lock:
             if path not in _paths:
                 _paths.append(path)
-            _register_builtins()
-            from sglang_consumer_gpu.patches import registry, watcher
+            register_builtins()
+            from sglang_consumer_gpu.patching import registry, watcher
             from sglang_consumer_gpu.versions import coverage
 
             if not _check_switch():
@@ -104,7 +105,7 @@ def activate(path: str = "api") -> None:
 
 
 def _on_import(patch: object, module: object) -> None:
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     current = registry.results().get(patch.name)  # type: ignore[attr-defined]
     if current is not None and current.status is registry.Status.APPLIED:
@@ -132,7 +133,7 @@ def _announce() -> None:
     dropped; then the line waits for the first call of a patched function, which SGLang
     makes after its logging is set up (model loading, CUDA-graph capture)."""
     from sglang_consumer_gpu.hardware import current_spec
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     if not logger.hasHandlers():
         registry.at_first_call(_announce)

@@ -4,7 +4,7 @@ Versions are read from package metadata, so nothing heavy is imported (this
 runs on the first ``import sglang`` and in ``doctor``).
 
 "Covered" means: for every release in :data:`SGLANG_RELEASES` each patch
-declares where its target lives (``patches.base.Seam``), and CI checks from
+declares where its target lives (``patching.base.Seam``), and CI checks from
 the release's own wheel, without importing it, that the target is there with
 the signature the patch expects (``tests/test_sglang_versions.py``). Outside
 that range the plugin patches nothing and says so once.
@@ -47,12 +47,24 @@ SGLANG_RELEASES: tuple[str, ...] = (
 )
 #: The release the tests import and every measured number was taken with (constraints.txt).
 PINNED_SGLANG = "0.5.23"
-#: The covered range as a specifier (a pre-release or local build of a covered release counts).
-COVERED_SGLANG = f">={SGLANG_RELEASES[0]},<={SGLANG_RELEASES[-1]}"
 #: SGLang calls ``sglang.srt.plugins`` entry points from this release on; before it only the .pth activates.
 PLUGIN_GROUP_SINCE = "0.5.11"
-#: ``check`` (the compile-only oracle) imports SGLang's kernels by their 0.5.20+ module paths.
-CHECK_SGLANG = f">=0.5.20,<={SGLANG_RELEASES[-1]}"
+#: The first release of each part of the plugin; every part's range ends at the newest covered
+#: release. ``runtime``: the patches. ``check``: the compile-only oracle imports SGLang's kernels by
+#: their 0.5.20+ module paths. ``selftest``: the live engine drives SGLang's ``sglang.kernels.ops``
+#: modules (0.5.16+).
+FIRST_RELEASE: dict[str, str] = {"runtime": SGLANG_RELEASES[0], "check": "0.5.20", "selftest": "0.5.16"}
+
+
+def sglang_range(area: str) -> str:
+    """The SGLang releases ``area`` (a key of :data:`FIRST_RELEASE`) covers, as a specifier
+    (a pre-release or local build of a covered release counts)."""
+    return f">={FIRST_RELEASE[area]},<={SGLANG_RELEASES[-1]}"
+
+
+COVERED_SGLANG = sglang_range("runtime")
+CHECK_SGLANG = sglang_range("check")
+SELFTEST_SGLANG = sglang_range("selftest")
 
 
 def installed_version(dist: str) -> str | None:
@@ -127,7 +139,7 @@ def coverage(area: str = "runtime", version: str | None = None) -> Coverage:
     """Coverage of ``version`` (default: the installed SGLang) for the patches
     (``area="runtime"``) or for ``check``'s compile-only oracle (``area="check"``)."""
     version = version if version is not None else sglang_version()
-    spec = CHECK_SGLANG if area == "check" else COVERED_SGLANG
+    spec = sglang_range("check" if area == "check" else "runtime")
     what = "`check` (its compile-only oracle)" if area == "check" else "sglang-consumer-gpu"
     first, last = (s.lstrip("<>=") for s in spec.split(","))
     if version is None:

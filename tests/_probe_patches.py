@@ -8,7 +8,7 @@ the case the post-import hook and the re-binding must handle.
 
 from __future__ import annotations
 
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patching.base import Patch
 
 CFG = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
 

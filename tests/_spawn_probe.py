@@ -6,7 +6,7 @@ from __future__ import annotations
 def probe(queue) -> None:
     import sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe  # noqa: F401
 
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     queue.put(
         {

@@ -21,7 +21,7 @@ PROBE_ENV = {
 REPORT = f"""
     import json
     from sglang_consumer_gpu import activation
-    from sglang_consumer_gpu.patches import registry, watcher
+    from sglang_consumer_gpu.patching import registry, watcher
     import {CFG} as cfg, {FUSED} as fused
     marker = getattr(cfg.get_config_dtype_str, registry.MARKER, None)
     per_module = {{}}
@@ -65,7 +65,7 @@ def test_builtin_patches_apply_under_virtual_rtx_4090() -> None:
         """
         import json, importlib
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
         from sglang_consumer_gpu.activation import activate
         activate()
         for m in sorted({p.current_seam().module for p in registry.patches()}):
@@ -143,7 +143,7 @@ def test_entry_point_alone_rebinds_already_imported_references() -> None:
         logging.basicConfig(level=logging.INFO)
         sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "_SglangImportTrigger"]
         import {FUSED}
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
         assert not registry.results(), "nothing may be patched before load_plugins()"
         from sglang.srt.plugins import load_plugins
         load_plugins()
@@ -212,7 +212,7 @@ def test_fault_injection_statuses_and_logs() -> None:
         import json, logging
         logging.basicConfig(level=logging.WARNING)
         import {FUSED}
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
         lazy = {{k: v.status.value for k, v in registry.results().items()}}
         registry.apply_all()
         final = {{k: [v.status.value, v.detail] for k, v in registry.results().items()}}
@@ -242,8 +242,8 @@ def test_call_time_failure_falls_back_to_sglang_for_that_call_only() -> None:
         f"""
         import json, logging
         logging.basicConfig(level=logging.WARNING)
-        from sglang_consumer_gpu.patches import registry
-        from sglang_consumer_gpu.patches.base import Patch
+        from sglang_consumer_gpu.patching import registry
+        from sglang_consumer_gpu.patching.base import Patch
         def build(original, module):
             def picky(dtype, **flags):
                 if flags.get("use_fp8_w8a8"):

@@ -97,13 +97,20 @@ def test_patches_skip_turing() -> None:
 # --- oracle: SGLang's real launchers, dry-run on virtual GPUs -------------
 
 
+def _dry_run(spec, case, *, patched):
+    from sglang_consumer_gpu.families import on_gpu
+
+    with on_gpu(spec, patched=patched):
+        return dry_run(spec, case)
+
+
 def test_oracle_reproduces_sm120_prefill_failure_and_the_fix() -> None:
     spec = find_gpu("RTX 5090")
     case = AttentionCase("prefill", 128, 128, dtype="float32", variant="noncausal")
-    (before,) = dry_run(spec, case, patched=False)
+    (before,) = _dry_run(spec, case, patched=False)
     assert before.constexprs["BLOCK_M"] == 128
     assert before.resources.shared == 131_072 and not before.resources.fits
-    (after,) = dry_run(spec, case, patched=True)
+    (after,) = _dry_run(spec, case, patched=True)
     assert after.resources.fits and after.constexprs["BLOCK_M"] == 64
 
 
@@ -111,21 +118,21 @@ def test_oracle_mla_extend_datacenter_tile_overflows_sm89() -> None:
     """SGLang's sm_80/sm_90 MLA tile (32x64) needs 106,496 B on sm_89 (Triton 3.8)."""
     spec = find_gpu("L40S")
     big = find_gpu("H100 80GB HBM3")
-    (h100,) = dry_run(big, AttentionCase("extend", 576, 512, q_heads=16, kv_heads=1), patched=False)
+    (h100,) = _dry_run(big, AttentionCase("extend", 576, 512, q_heads=16, kv_heads=1), patched=False)
     assert (h100.constexprs["BLOCK_M"], h100.constexprs["BLOCK_N"]) == (32, 64)
     from sglang_consumer_gpu.oracle.core import compile_only  # noqa: F401  (same toolchain)
 
     tiles = attention_extend.choose(spec, 576, 512, (512, 64, 512, 32, 64, 8))
     assert tiles[3:5] == (32, 32)
-    (l40s,) = dry_run(spec, AttentionCase("extend", 576, 512, q_heads=16, kv_heads=1), patched=True)
+    (l40s,) = _dry_run(spec, AttentionCase("extend", 576, 512, q_heads=16, kv_heads=1), patched=True)
     assert l40s.resources.fits
 
 
 def test_virtual_4090_gets_sglang_sm89_branch_and_patch_says_upstream_fixed() -> None:
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.families import on_gpu
+    from sglang_consumer_gpu.patching import registry
 
-    with virtual_gpu(find_gpu("RTX 4090")):
+    with on_gpu(find_gpu("RTX 4090")):
         import sglang.kernels.ops.attention.extend_attention as ea
 
         assert ea._get_block_sizes_for_extend_attention(128, 128)[3:] == (64, 128, 8)

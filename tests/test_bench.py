@@ -14,7 +14,7 @@ import pytest
 
 from sglang_consumer_gpu.bench import report as BR
 from sglang_consumer_gpu.bench import run as BRun
-from sglang_consumer_gpu.bench.points import plan_bench
+from sglang_consumer_gpu.bench.points import list_points
 from sglang_consumer_gpu.hardware import find_gpu, override_spec
 from sglang_consumer_gpu.models import load_model
 from tests.conftest import run_python
@@ -40,7 +40,7 @@ def llama(tmp_path: Path) -> Path:
 
 def plan_for(spec: Any, model: Path = QWEN, ms: list[int] = MS) -> Any:
     with override_spec(spec):
-        return plan_bench(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
+        return list_points(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +193,12 @@ def test_replot(capped, tmp_path):
 
 def test_sglangs_own_choice_does_not_leak_from_one_virtual_gpu_to_the_next():
     """SGLang caches get_moe_configs (an lru_cache the plugin's patch covers): asking for an
-    H200 first must not hand an RTX 4090 the H200's file (oracle.virtual clears it after the revert)."""
+    H200 first must not hand an RTX 4090 the H200's file (families.on_gpu clears it after the revert)."""
+    from sglang_consumer_gpu.families.moe import sglang_choices
     from sglang_consumer_gpu.moe.shape import MoeShape
-    from sglang_consumer_gpu.selftest.choices import sglang_moe_choices
 
     shape, rtx = MoeShape(128, 768, 2048, 8), find_gpu("NVIDIA GeForce RTX 4090")
-    alone = sglang_moe_choices(rtx, shape, [4096])
-    h200 = sglang_moe_choices(capped_h200(), shape, [4096])
+    alone = sglang_choices(rtx, shape, [4096])
+    h200 = sglang_choices(capped_h200(), shape, [4096])
     assert h200 != alone  # SGLang has an H200 file for this layer, none for the 4090
-    assert sglang_moe_choices(rtx, shape, [4096]) == alone
+    assert sglang_choices(rtx, shape, [4096]) == alone

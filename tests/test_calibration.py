@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from sglang_consumer_gpu.bench import calibration
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.measure import calibration
 from sglang_consumer_gpu.measure.moe import config_key, launch_config
 from sglang_consumer_gpu.moe.sources import BUNDLED_DIR
 

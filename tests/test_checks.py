@@ -11,8 +11,8 @@ import tqdm
 from conftest import run_python_json
 
 from sglang_consumer_gpu.checks import registry
-from sglang_consumer_gpu.checks.item import CheckItem, finish
 from sglang_consumer_gpu.cli import main
+from sglang_consumer_gpu.oracle.item import CheckItem, finish
 from sglang_consumer_gpu.oracle.target import Resources
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"

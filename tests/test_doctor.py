@@ -142,14 +142,14 @@ def test_extend_upstream_verdict_from_source_matches_sglang_under_virtual_gpu() 
         import inspect, json
         import sglang.kernels.ops.attention.extend_attention as ext
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+        from sglang_consumer_gpu.families import on_gpu
         from sglang_consumer_gpu.patches import attention_extend as patch
         source = inspect.getsource(ext)
         out = {}
         for name in ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S",
                      "NVIDIA GeForce RTX 5090", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
             spec = find_gpu(name)
-            with virtual_gpu(spec, patched=False):
+            with on_gpu(spec, patched=False):
                 live = patch.upstream_fixed(ext)
                 tiles = [list(ext._get_block_sizes_for_extend_attention(lq, lv)) for lq, lv in patch.HEAD_DIMS]
             helper = patch.function_from_source(source, patch.ATTR, patch.static_env(spec))

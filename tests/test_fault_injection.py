@@ -43,10 +43,10 @@ import json, logging, os, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 import {CFG} as cfg
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.families import on_gpu
+from sglang_consumer_gpu.patching import registry
 def ask(E, N, K, topk, dtype, M):
-    with virtual_gpu(find_gpu(os.environ["SGLANG_CONSUMER_GPU_VIRTUAL"])):
+    with on_gpu(find_gpu(os.environ["SGLANG_CONSUMER_GPU_VIRTUAL"])):
         return cfg.try_get_optimal_moe_config((E, 2 * N, K), (E, K, N), topk, dtype, M)
 def results():
     return {{k: v.to_dict() for k, v in registry.results().items()}}
@@ -315,10 +315,10 @@ import {CFG} as cfg
 from sglang.srt.plugins import load_plugins
 load_plugins()
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.families import on_gpu
+from sglang_consumer_gpu.patching import registry
 installed = [p.name for p in registry.patches() if registry.installed(p)]
-with virtual_gpu(find_gpu("{RTX_4090}"), patched=bool(installed)):  # publishes what SGLang's default reads
+with on_gpu(find_gpu("{RTX_4090}"), patched=bool(installed)):  # publishes what SGLang's default reads
     answer = cfg.get_default_config(4096, 100, 300, 1024, 4, None, False, None)
 print(json.dumps({{"installed": installed, "answer": answer}}))
 """

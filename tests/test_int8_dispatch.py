@@ -117,7 +117,7 @@ def test_table_file_is_valid_json_with_provenance() -> None:
 @pytest.fixture(scope="module")
 def oracle_results() -> dict[tuple[Tile, int], int]:
     """Compile every table tile for sm_86, sm_89 and sm_120 (compile-only)."""
-    from sglang_consumer_gpu.checks.int8 import tiles_for
+    from sglang_consumer_gpu.families.int8 import tiles_for
     from sglang_consumer_gpu.oracle.kernels.int8 import tile_resources
 
     out = {}
@@ -144,12 +144,22 @@ def test_oracle_rejects_a_tile_that_does_not_fit() -> None:
 
 
 def test_check_items_provider() -> None:
-    from sglang_consumer_gpu.checks.int8 import INT8
-    from sglang_consumer_gpu.checks.item import finish
     from sglang_consumer_gpu.checks.registry import PROVIDERS
+    from sglang_consumer_gpu.families.int8 import Int8Provider
+    from sglang_consumer_gpu.oracle.item import finish
 
-    assert INT8 in PROVIDERS
-    items = list(INT8.items(GpuSpec.for_arch(12, 0), full=False))
+    assert Int8Provider() in PROVIDERS
+    items = list(Int8Provider().items(GpuSpec.for_arch(12, 0), full=False))
     assert len(items) == len(load_tables()[0].tiles())
     done = finish(items[0])
     assert done and all(item.ok for item in done), done
+
+
+def test_the_shipped_table_is_what_the_tuning_run_derives() -> None:
+    """The package data comes from the package's own function (tune.int8.derive) of the H100 run."""
+    from pathlib import Path
+
+    from sglang_consumer_gpu.tune.int8 import TABLE_PATH, derive
+
+    run = Path(__file__).parent / "fixtures" / "results" / "h100_int8_tune.json"
+    assert derive(json.loads(run.read_text())) == json.loads(TABLE_PATH.read_text())

@@ -48,7 +48,7 @@ sys.modules["sgl_kernel.gemm"] = gemm
 import sglang.srt.layers.quantization  # noqa: F401  (SGLang's import order)
 import sglang.srt.utils as su
 from sglang_consumer_gpu.hardware import find_gpu, override_spec
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.patching import registry
 
 CT = "sglang.srt.layers.quantization.compressed_tensors.schemes.compressed_tensors_w8a8_int8"
 W = "sglang.srt.layers.quantization.w8a8_int8"

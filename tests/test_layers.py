@@ -31,24 +31,28 @@ LAYERS: dict[str, int] = {
     "topology": 2,  # multi-GPU boxes: links, memory balance, NCCL (reads NVML like hardware/)
     "builds": 2,  # reads the installed binaries; judges them for a GpuSpec
     "models": 3,
-    "patches": 4,
+    "patching": 4,  # the machinery: how a patch is declared, decided, applied, watched for
+    "patches": 4,  # the patches and every SGLang path a family touches (the safety net's rules read them)
+    "safety": 4,
+    "emulation": 4,  # its hooks run from _pth at interpreter start, like the patches
     "activation": 4,
     "_pth": 4,
     "oracle": 5,
-    "checks": 6,
-    "measure": 7,
+    "measure": 6,
+    "families": 7,  # one module per kernel family: the one answer to "what runs for this shape"
+    "checks": 8,
     "tune": 8,
     "selftest": 8,
     "bench": 8,
-    "tests": 8,  # the shipped tests: parametrized over the selftest's plan
-    "safety": 4,
     "planner": 8,
-    "emulation": 4,  # its hooks run from _pth at interpreter start, like the patches
+    "tests": 8,  # the shipped tests: parametrized over the selftest's plan
     "cli": 9,
     "__main__": 10,
 }
+#: The tools: each answers from the families and the layers below, never from another tool.
+TOOLS = ("checks", "tune", "selftest", "bench", "planner")
 DECISIONS = ("hardware", "moe", "attention", "int8", "topology")
-ABOVE_DECISIONS = ("patches", "oracle", "checks", "measure", "cli")
+ABOVE_DECISIONS = ("patching", "patches", "oracle", "measure", "families", *TOOLS, "cli")
 
 #: Arrows known to run up, each with who removes it; the test fails once one is gone, so it leaves this list too.
 KNOWN_UP: dict[tuple[str, str], str] = {}
@@ -155,7 +159,7 @@ def test_every_top_level_module_has_a_layer():
 def test_the_walk_sees_module_and_function_level_imports():
     """The walk is not vacuous: it finds a known top-level and a known function-level import."""
     assert f"{PACKAGE}.hardware.spec" in GRAPH[f"{PACKAGE}.moe.smem"]
-    assert f"{PACKAGE}.patches.registry" in GRAPH[f"{PACKAGE}.oracle.virtual"]  # inside functions
+    assert f"{PACKAGE}.patching.registry" in GRAPH[f"{PACKAGE}.families.base"]  # inside functions
     assert f"{PACKAGE}.settings" in GRAPH[f"{PACKAGE}.hardware.current"]  # `from pkg import module`
 
 
@@ -169,6 +173,18 @@ def test_decision_packages_import_nothing_above_them():
         for a, targets in GRAPH.items()
         for b in targets
         if _top(a) in DECISIONS and _top(b) in ABOVE_DECISIONS and (a, b) not in KNOWN_UP
+    )
+    assert not bad, bad
+
+
+def test_no_tool_imports_another_tool_or_a_patch():
+    """A tool that needs what another tool knows, or what a patch decides, asks the family:
+    the tools are peers, and the families are the one answer they share."""
+    bad = sorted(
+        f"{a} -> {b}"
+        for a, targets in GRAPH.items()
+        for b in targets
+        if _top(a) in TOOLS and (_top(b) in TOOLS or _top(b) == "patches") and _top(b) != _top(a)
     )
     assert not bad, bad
 
@@ -198,3 +214,21 @@ def test_the_check_would_catch_an_upward_import(source, expected, monkeypatch, t
     monkeypatch.setitem(MODULES, name, fake)
     monkeypatch.setitem(GRAPH, name, set(_imports(name)))
     assert any(a == name for a, _ in _up_arrows()) is expected
+
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+#: Scripts whose job is a path: the device loader puts its carry of SGLang's files first, and the
+#: carry builder's clean-interpreter check starts from an empty path.
+PATH_LOADERS = {"device/sglang_env.py", "device/prepare_carry.py", "device/install_sglang.py"}
+
+
+def test_scripts_find_the_package_through_pythonpath():
+    """No script edits ``sys.path`` to find the package or another script: they run with the
+    repository root on PYTHONPATH (scripts/device/README.md)."""
+    edits = sorted(
+        str(p.relative_to(SCRIPTS))
+        for p in SCRIPTS.rglob("*.py")
+        if str(p.relative_to(SCRIPTS)) not in PATH_LOADERS
+        and any(s in p.read_text() for s in ("sys.path.insert", "sys.path[:0]", "sys.path.append"))
+    )
+    assert not edits, edits

@@ -16,7 +16,7 @@ from tests.conftest import run_python_json
 _CODE = """
 import json
 from sglang_consumer_gpu.measure import attention as att
-from sglang_consumer_gpu.patches.attention_launch import LaunchFilter, swap_kernel
+from sglang_consumer_gpu.patching.launch_filter import LaunchFilter, swap_kernel
 
 out = {"extend": [], "prefill": []}
 for lq, lv, heads in ((64, 64, (4, 2)), (192, 128, (4, 2)), (576, 512, (2, 1))):

@@ -34,17 +34,17 @@ def test_deepest_keeps_the_two_deepest_per_tile_by_default() -> None:
 
 
 def test_the_earlier_plan_space_is_what_the_rule_gives() -> None:
-    """results/moe_bench_plan.json (proven with the same rule): every config is in today's space."""
-    plan = json.loads((REPO / "results" / "moe_bench_plan.json").read_text())
+    """tests/fixtures/results/cpu_moe_bench_plan.json (proven with the same rule): every config is in today's space."""
+    plan = json.loads((REPO / "tests" / "fixtures" / "results" / "cpu_moe_bench_plan.json").read_text())
     space = {config_key(c) for c in sweep.search_space()}
     for case in plan["cases"]:
         assert {config_key({k: c[k] for k in sweep.CONFIG_KEYS}) for c in case["space"]} <= space
 
 
 def test_report_reproduces_the_earlier_summary() -> None:
-    """The report of results/moe_bench_v2_confirm.json gives docs/moe.md's numbers (Qwen3-235B-A22B-TP4
+    """The report of tests/fixtures/results/h100_moe_bench_v2_confirm.json gives docs/lab/moe.md's numbers (Qwen3-235B-A22B-TP4
     fp8: heuristic 0.975 of the best, min 0.948)."""
-    res = json.loads((REPO / "results" / "moe_bench_v2_confirm.json").read_text())
+    res = json.loads((REPO / "tests" / "fixtures" / "results" / "h100_moe_bench_v2_confirm.json").read_text())
     rows = {(r["case"], r["dtype"]): r for r in sweep.summarize(res)}
     r = rows[("Qwen3-235B-A22B-TP4", "fp8_w8a8")]
     assert r["geo_heur_vs_best"] == pytest.approx(0.975, abs=5e-4)

@@ -62,10 +62,10 @@ def test_every_bundled_entry_fits_by_the_oracle():
 
 def test_check_provider_zero_fails_rtx_3090():
     """The `check` MoE provider's items for a GPU compile and fit (RTX 3090: no fp8 on sm_86, so SKIPs)."""
-    from sglang_consumer_gpu.checks.item import finish
-    from sglang_consumer_gpu.checks.moe import MOE
+    from sglang_consumer_gpu.families.moe import MoeProvider
+    from sglang_consumer_gpu.oracle.item import finish
 
-    items = list(MOE.items(find_gpu("RTX 3090"), full=False))
+    items = list(MoeProvider("moe", baseline=False).items(find_gpu("RTX 3090"), full=False))
     assert items
     results = [r for it in items for r in finish(it)]
     skipped = [r for r in results if r.status == "SKIP"]

@@ -75,7 +75,7 @@ def _decode(M: int, shape: MoeShape) -> bool:
 def test_k_tile_and_pipeline_follow_the_shorter_reduction():
     """v2, outside the decode regime: BLOCK_SIZE_K pads neither reduction (w1: K, w2: N) by more
     than 1/8, and the pipeline is no deeper than the shorter K loop has steps, plus one
-    (docs/moe.md, "Heuristic v2")."""
+    (docs/lab/moe.md, "Heuristic v2")."""
     spec = find_gpu("RTX 4090")
     checked = 0
     for shape, M in itertools.product(SHAPES, STANDARD_BATCH_GRID):
@@ -98,7 +98,7 @@ def _tile(M: int, shape: MoeShape, gpu: str = "RTX 4090") -> tuple[int, ...]:
 
 
 def test_decode_tile_follows_the_blocks_per_sm():
-    """v5 (docs/moe.md, "Heuristic v5"; every BLOCK_SIZE_M 16 tile timed interleaved on the
+    """v5 (docs/lab/moe.md, "Heuristic v5"; every BLOCK_SIZE_M 16 tile timed interleaved on the
     H200, results/h200/tune/decode_fit/): a block alone on its SM takes 16x32x128 at 5 stages,
     a few blocks per SM 128-byte K steps at 5 stages, more blocks 3 stages, and past eight
     16-bit doubles its K step. Qwen3-30B-A3B at M = 1, 4, 16 is 1.5, 5.3, 15.2 blocks per SM."""

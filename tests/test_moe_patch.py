@@ -9,13 +9,13 @@ import contextlib, json, logging, os
 logging.basicConfig(level=logging.INFO)
 import sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config as cfgmod
 from sglang.srt.layers.moe.moe_runner.triton_utils import fused_moe  # imports try_get_optimal_moe_config
-from sglang_consumer_gpu.patches import registry
+from sglang_consumer_gpu.patching import registry
 out = {"status": {k: v.status.value for k, v in registry.results().items() if k.startswith("moe")}}
 from sglang_consumer_gpu.hardware import find_gpu
-from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+from sglang_consumer_gpu.families import on_gpu
 def ask(E, N, K, topk, dtype, M, block=None):
     # virtual_gpu: SGLang's own default path reads torch.cuda and its (unpublished) runtime config
-    with virtual_gpu(find_gpu(os.environ["SGLANG_CONSUMER_GPU_VIRTUAL"])):
+    with on_gpu(find_gpu(os.environ["SGLANG_CONSUMER_GPU_VIRTUAL"])):
         return cfgmod.try_get_optimal_moe_config((E, 2 * N, K), (E, K, N), topk, dtype, M, block_shape=block)
 out["qwen_bf16_1"] = ask(128, 768, 2048, 8, None, 1)
 out["qwen_bf16_4096"] = ask(128, 768, 2048, 8, None, 4096)

@@ -12,7 +12,7 @@ from sglang_consumer_gpu.oracle.kernels.moe import dry_run
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
 SMALL = dict(BLOCK_SIZE_M=16, BLOCK_SIZE_N=32, BLOCK_SIZE_K=64, GROUP_SIZE_M=1, num_warps=4, num_stages=2)
-KW = dict(E=8, N=256, K=512, topk=2, M=4, dtype=None, block_shape=None, config=SMALL, patched=False)
+KW = dict(E=8, N=256, K=512, topk=2, M=4, dtype=None, block_shape=None, config=SMALL)
 
 
 def _moe_launch(cache: CompileCache):

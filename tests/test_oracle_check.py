@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from sglang_consumer_gpu.checks import moe, registry
-from sglang_consumer_gpu.checks.item import CheckItem, finish
+from sglang_consumer_gpu.checks import registry
 from sglang_consumer_gpu.cli import main
+from sglang_consumer_gpu.families import moe
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.moe.validate import tile_label
+from sglang_consumer_gpu.oracle.item import CheckItem, finish
 from sglang_consumer_gpu.oracle.kernels.moe import moe_gemm_resources
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
@@ -23,7 +24,7 @@ SEED_TILE = dict(
 SMALL_TILE = dict(
     BLOCK_SIZE_M=16, BLOCK_SIZE_N=32, BLOCK_SIZE_K=64, GROUP_SIZE_M=1, num_warps=4, num_stages=2
 )
-SHAPE = dict(E=8, N=256, K=512, topk=2, M=4, dtype=None, block_shape=None, patched=False)
+SHAPE = dict(E=8, N=256, K=512, topk=2, M=4, dtype=None, block_shape=None)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _finished(provider, spec):
 def test_moe_provider_uses_sglangs_choice(tiny_moe):
     """The MoE baseline compiles SGLang's own pick for each batch size, both GEMMs."""
     tiny_moe(MoeShape(8, 256, 512, 2))
-    items = _finished(moe.MOE_BASELINE, find_gpu(RTX_4090))
+    items = _finished(moe.MoeProvider("moe-baseline", baseline=True), find_gpu(RTX_4090))
     assert len(items) == 4 and all(i.ok for i in items)
     # SGLang's default for M <= E is 16x32x64 and 64x64x32 above (fused_moe_triton_config.py)
     assert "M=1 up: 16x32x64" in items[0].config and "M=64 up: 64x64x32" in items[2].config
@@ -128,7 +129,7 @@ def test_moe_provider_picks_are_the_plugins_heuristic_listed_once(tiny_moe):
     shape = MoeShape(8, 256, 512, 2)
     tiny_moe(shape)
     spec = find_gpu(RTX_4090)
-    configs = [i.config for i in moe.MOE.items(spec, full=False)]
+    configs = [i.config for i in moe.MoeProvider("moe", baseline=False).items(spec, full=False)]
     assert configs == [
         f"tiny0 {shape.label} M={M} {gemm}: {tile_label(heuristic_config(M, shape, spec))}"
         for M in (1, 64)
@@ -148,9 +149,9 @@ def test_fp8_is_a_skip_with_the_reason_where_triton_has_no_fp8(tiny_moe):
     """On sm_86 Triton refuses e4m3 ('fp8e4nv not supported in this architecture'):
     no config can run there, so the layer is one SKIP row saying so (not a FAIL, not dropped)."""
     tiny_moe(MoeShape(8, 256, 512, 2, "fp8_w8a8"))
-    (skip,) = _finished(moe.MOE, find_gpu("NVIDIA GeForce RTX 3090"))
+    (skip,) = _finished(moe.MoeProvider("moe", baseline=False), find_gpu("NVIDIA GeForce RTX 3090"))
     assert skip.status == "SKIP" and "fp8e4nv" in skip.skip and "sm_86" in skip.skip
-    items = _finished(moe.MOE, find_gpu(RTX_4090))
+    items = _finished(moe.MoeProvider("moe", baseline=False), find_gpu(RTX_4090))
     assert len(items) == 4 and all(i.ok for i in items)
 
 

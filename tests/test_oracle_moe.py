@@ -22,8 +22,8 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_bf16_128_tile_overflows_sm89_and_needs_more_on_sm90():
-    ada = moe_resources(RTX_4090, dtype=None, block_shape=None, config=BIG_TILE, patched=False, **SHAPE)
-    hopper = moe_resources(H100, dtype=None, block_shape=None, config=BIG_TILE, patched=False, **SHAPE)
+    ada = moe_resources(RTX_4090, dtype=None, block_shape=None, config=BIG_TILE, **SHAPE)
+    hopper = moe_resources(H100, dtype=None, block_shape=None, config=BIG_TILE, **SHAPE)
     assert ada.shared > 101_376 and not ada.fits  # the seeds' OutOfResources
     assert (ada.num_warps, ada.num_stages, ada.target) == (8, 4, "sm_89")
     assert hopper.shared > ada.shared  # compile for the real target: sm_90 is no stand-in
@@ -36,19 +36,19 @@ def test_both_gemms_and_quantized_paths_compile():
         BLOCK_SIZE_M=64, BLOCK_SIZE_N=128, BLOCK_SIZE_K=128, GROUP_SIZE_M=32, num_warps=4, num_stages=3
     )
     fp8 = moe_resources_both(
-        RTX_4090, dtype="fp8_w8a8", block_shape=[128, 128], config=cfg, patched=False, **SHAPE
+        RTX_4090, dtype="fp8_w8a8", block_shape=[128, 128], config=cfg, **SHAPE
     )
     assert set(fp8) == {"up", "down"}
     assert fp8["up"].kernel == "fused_moe_kernel:up" and fp8["down"].kernel == "fused_moe_kernel:down"
     assert all(r.fits for r in fp8.values())  # SGLang's block-quant default tile fits an RTX 4090
-    w4 = moe_resources(RTX_4090, dtype="int4_w4a16", block_shape=None, config=cfg, patched=False, **SHAPE)
+    w4 = moe_resources(RTX_4090, dtype="int4_w4a16", block_shape=None, config=cfg, **SHAPE)
     assert w4.kernel.startswith("fused_moe_kernel_gptq_awq")  # moe_wna16's Triton kernel
 
 
 def test_launcher_switches_follow_the_virtual_gpu():
     """SGLang's invoke_fused_moe_kernel turns swap-AB and PDL on for sm_90 only."""
     cfg = dict(BLOCK_SIZE_M=16, BLOCK_SIZE_N=64, BLOCK_SIZE_K=128, GROUP_SIZE_M=1, num_warps=4, num_stages=2)
-    kw = dict(dtype="fp8_w8a8", block_shape=[128, 128], config=cfg, patched=False, **SHAPE)
+    kw = dict(dtype="fp8_w8a8", block_shape=[128, 128], config=cfg, **SHAPE)
     ada = [x for x in dry_run(RTX_4090, **kw) if x.kernel == "fused_moe_kernel"][-1]
     hopper = [x for x in dry_run(H100, **kw) if x.kernel == "fused_moe_kernel"][-1]
     assert "USE_GDC" not in ada.constexprs and hopper.constexprs.get("USE_GDC") is True

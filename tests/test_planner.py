@@ -13,8 +13,8 @@ import pytest
 from sglang_consumer_gpu import planner
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.models import load_model
+from sglang_consumer_gpu.models.launch import Launch, set_flag
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK, check_constraints
-from sglang_consumer_gpu.planner.launch import Launch, set_flag
 from sglang_consumer_gpu.planner.memory import GIB, matrix_bytes, plan_memory
 from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint, resolve_launch
 from sglang_consumer_gpu.planner.suggest import suggest
@@ -27,7 +27,7 @@ GPU_002 = 47.5 * GIB
 
 def _plan(spec, model: str, argv: list[str], gpu_bytes: float | None = None, quant: str | None = None, **kw):
     desc = load_model(str(FIX / model), quantization=quant)
-    return planner.plan(spec, desc, str(FIX / model), argv, gpu_bytes=gpu_bytes or spec.memory_bytes, **kw)
+    return planner.judge(spec, desc, str(FIX / model), argv, gpu_bytes=gpu_bytes or spec.memory_bytes, **kw)
 
 
 # --- pure arithmetic ----------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_suggestions_are_rechecked_and_fix_the_reference_cases() -> None:
             if other
             else nullcontext(str(FIX / model)) as d
         ):
-            return planner.plan(spec, desc, d, argv, gpu_bytes=gpu_bytes or spec.memory_bytes,
+            return planner.judge(spec, desc, d, argv, gpu_bytes=gpu_bytes or spec.memory_bytes,
                                 gpus_per_node=8, compile=False)  # fmt: skip
 
     base = _plan(L40S, "DeepSeek-R1", ["--tp", "32", "--nnodes", "4"], gpus_per_node=8, compile=False)

@@ -26,8 +26,9 @@ from triton.runtime.errors import OutOfResources
 from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.hardware.current import override_spec
-from sglang_consumer_gpu.patches import registry, safety_net
-from sglang_consumer_gpu.patches.base import Status
+from sglang_consumer_gpu.patches import safety_net
+from sglang_consumer_gpu.patching import registry
+from sglang_consumer_gpu.patching.base import Status
 from sglang_consumer_gpu.safety import guard, state
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
@@ -380,11 +381,11 @@ def test_moe_stage_step_down_matches_the_oracle(fresh, spec):
     """The guard runs the old 128x128x128 4-stage fused-MoE tile with the first
     stage count the compile-only oracle says fits, and the kernel it launches
     needs exactly the oracle's bytes."""
-    from sglang_consumer_gpu.oracle.launch import capture_launches
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+    from sglang_consumer_gpu.families import on_gpu
+    from sglang_consumer_gpu.oracle.capture import capture_launches
 
     oracle: dict[int, int] = {}
-    with virtual_gpu(spec, patched=False):
+    with on_gpu(spec, patched=False):
         for stages in (4, 3, 2, 1):
             with capture_launches(spec, cache=False) as launches:
                 _moe_call({**OLD_MOE_TILE, "num_stages": stages})
@@ -401,11 +402,11 @@ def test_moe_stage_step_down_matches_the_oracle(fresh, spec):
 
 def test_the_oracle_still_sees_the_original_kernel(fresh):
     """Under the compile-only oracle the guard stands aside: ``check`` reports SGLang's real need."""
-    from sglang_consumer_gpu.oracle.launch import capture_launches
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+    from sglang_consumer_gpu.families import on_gpu
+    from sglang_consumer_gpu.oracle.capture import capture_launches
 
     with (
-        virtual_gpu(RTX_4090, patched=False),
+        on_gpu(RTX_4090, patched=False),
         safety_net_installed(),
         capture_launches(RTX_4090, cache=False) as launches,
     ):
@@ -418,17 +419,18 @@ def _extend_call(launcher: str) -> None:
     """SGLang's extend-attention launcher for the MLA shape (Lq=576, Lv=512) on meta tensors."""
     from sglang_consumer_gpu.oracle.kernels import attention as oa
 
-    module = __import__(oa.EXTEND, fromlist=["_"])
+    seam = oa.LAUNCHERS[launcher]
+    module = __import__(seam.module, fromlist=["_"])
     args, kwargs = oa._extend_args(oa.AttentionCase(launcher, 576, 512))
-    getattr(module, oa.LAUNCHERS[launcher][1])(*args, **kwargs)
+    getattr(module, seam.attr)(*args, **kwargs)
 
 
 def test_extend_attention_sm90_tile_shrinks_block_n(fresh):
     """SGLang's sm_90 extend tile for MLA (32x64, one stage) needs 106,496 B on
     sm_90; at one stage only the shrink rule can help: BLOCK_N 64 -> 32."""
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+    from sglang_consumer_gpu.families import on_gpu
 
-    with virtual_gpu(CAPPED_H200, patched=False), safety_net_installed(), emulated_gpu(CAPPED_H200) as ran:
+    with on_gpu(CAPPED_H200, patched=False), safety_net_installed(), emulated_gpu(CAPPED_H200) as ran:
         _extend_call("extend")
         with pytest.raises(guard.SharedMemoryError, match="deterministic"):
             _extend_call("extend_unified")  # its tile fixes the numerics: stages only, and it has one
@@ -486,7 +488,7 @@ def test_activation_path_installs_the_guard_for_sglangs_kernels(tmp_path):
         import sglang.kernels.ops.moe.fused_moe_triton_kernels  # noqa: F401  (the watcher applies the patches)
         from triton.runtime.jit import JITFunction
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
         from sglang_consumer_gpu.safety import state
         from sglang_consumer_gpu.emulation.no_gpu import emulated_gpu
         from test_safety_guard import OLD_MOE_TILE, _moe_call

@@ -8,11 +8,15 @@ import re
 
 import pytest
 
+from sglang_consumer_gpu.patches import attention_extend, moe_config
+from sglang_consumer_gpu.patches.safety_net import rule_book
 from sglang_consumer_gpu.safety import rules
 from sglang_consumer_gpu.safety.rules import Variant
 
-MOE = rules.MOE_MODULES[0]
-EXTEND = rules.EXTEND_MODULES[0]
+MOE = moe_config.LAUNCHER.module
+EXTEND = attention_extend.MODULE
+BOOK = rule_book()
+rules.install(BOOK)  # what the safety-net patch installs when it builds the guard
 
 
 def test_stages_step_down_before_any_shrink():
@@ -51,7 +55,7 @@ def test_extend_rule_halves_what_the_kernel_has():
 
 
 def test_numerics_fixed_kernels_have_no_shrink_rule():
-    for kernel, modules in rules.NUMERICS_FIXED.items():
+    for kernel, modules in BOOK.numerics_fixed.items():
         for module in modules:
             assert rules.rule_for(module, kernel) is None
             assert rules.numerics_fixed(module, kernel)
@@ -65,7 +69,7 @@ def test_describe_names_only_what_changed():
     assert Variant(2).describe({"num_stages": 4}) == "num_stages=2 (was 4)"
 
 
-@pytest.mark.parametrize("rule", rules.RULES, ids=lambda r: r.kernel)
+@pytest.mark.parametrize("rule", BOOK.rules, ids=lambda r: r.kernel)
 def test_rule_params_exist_in_sglangs_kernel(rule):
     for module in rule.modules:
         jit = getattr(importlib.import_module(module), rule.kernel)

@@ -7,11 +7,14 @@ import json
 
 import pytest
 
+from sglang_consumer_gpu.families.attention import AttentionRun
+from sglang_consumer_gpu.families.int8 import Int8Run
+from sglang_consumer_gpu.families.moe import MoeRun
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.lookup import clear_cache
 from sglang_consumer_gpu.moe.smem import estimate_shared
 from sglang_consumer_gpu.selftest import plan as P
-from sglang_consumer_gpu.selftest.plan import AttentionRun, Int8Run, MoeRun, build_plan
+from sglang_consumer_gpu.selftest.plan import build_plan
 from tests.conftest import run_python_json
 
 SGLANG = "0.5.23"
@@ -156,7 +159,7 @@ def test_safety_cases_overflow_the_gpu(plans):
 
 def test_without_sglang_only_the_plugins_own_kernel_runs():
     spec = find_gpu("NVIDIA GeForce RTX 5090")
-    for version, words in ((None, "not installed"), ("0.5.10", "older than 0.5.16")):
+    for version, words in ((None, "not installed"), ("0.5.10", "older than 0.5.16"), ("0.5.99", "newer than")):
         plan = build_plan(spec, sglang=version, quick=True)
         assert {c.area for c in plan.runnable} == {"int8"}
         assert all(words in c.skip for c in plan.cases if c.area != "int8")
@@ -201,8 +204,9 @@ def test_plan_matches_sglangs_patched_lookup():
         import dataclasses, json
         from sglang_consumer_gpu.activation import activate
         from sglang_consumer_gpu.hardware import find_gpu
-        from sglang_consumer_gpu.selftest.choices import sglang_moe_patched
-        from sglang_consumer_gpu.selftest.plan import MoeRun, build_plan
+        from sglang_consumer_gpu.families.moe import sglang_choices
+        from sglang_consumer_gpu.families.moe import MoeRun
+        from sglang_consumer_gpu.selftest.plan import build_plan
         from sglang_consumer_gpu.measure.moe import launch_config
         activate("test")
         bad, n = [], 0
@@ -214,7 +218,7 @@ def test_plan_matches_sglangs_patched_lookup():
                 if isinstance(c.run, MoeRun) and not c.run.guarded:
                     by_shape.setdefault(c.run.case.shape, []).append(c)
             for shape, cases in by_shape.items():
-                got = sglang_moe_patched(spec, shape, sorted({c.run.case.M for c in cases}))
+                got = sglang_choices(spec, shape, sorted({c.run.case.M for c in cases}), patched=True)
                 for c in cases:
                     up, down = got[c.run.case.M]
                     n += 1
@@ -227,13 +231,14 @@ def test_plan_matches_sglangs_patched_lookup():
 
 def test_an_area_that_cannot_be_planned_is_a_fail_row(monkeypatch):
     """An SGLang whose helpers answer unexpectedly must not take the other areas down, nor pass."""
-    from sglang_consumer_gpu.selftest import choices
-    from sglang_consumer_gpu.selftest.run import FAIL, Runner
+    from sglang_consumer_gpu.families import attention
+    from sglang_consumer_gpu.families.cases import FAIL
+    from sglang_consumer_gpu.selftest.run import Runner
 
     def broken(*a, **k):
         raise TypeError("helper changed")
 
-    monkeypatch.setattr(choices, "extend_tiles_for", broken)
+    monkeypatch.setattr(attention, "extend_tiles_for", broken)
     plan = build_plan(find_gpu("NVIDIA GeForce RTX 4090"), sglang=SGLANG, quick=True)
     (row,) = [c for c in plan.cases if c.area == "attention"]
     assert row.error and "TypeError: helper changed" in row.error and row in plan.runnable

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Result
 from sglang_consumer_gpu.hardware import find_gpu
+from sglang_consumer_gpu.measure.report import write_json
 from sglang_consumer_gpu.selftest import report as R
-from sglang_consumer_gpu.selftest.plan import Case, Plan
-from sglang_consumer_gpu.selftest.run import FAIL, PASS, SKIP, Result
+from sglang_consumer_gpu.selftest.plan import Plan
 from tests.conftest import run_python, run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,13 @@ from sglang_consumer_gpu.measure import attention as ma
 from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
 from sglang_consumer_gpu.moe.shape import MoeShape
-from sglang_consumer_gpu.selftest import choices
-from sglang_consumer_gpu.selftest.plan import DATACENTER_MOE_TILE, AttentionRun, Case, Int8Run, MoeRun, Plan
+from sglang_consumer_gpu.families import attention, moe
+from sglang_consumer_gpu.families.attention import AttentionRun
+from sglang_consumer_gpu.families.cases import Case
+from sglang_consumer_gpu.families.int8 import Int8Run
+from sglang_consumer_gpu.families.moe import MoeRun
+from sglang_consumer_gpu.families.safety_net import DATACENTER_MOE_TILE
+from sglang_consumer_gpu.selftest.plan import Plan
 from sglang_consumer_gpu.selftest.report import Report
 from sglang_consumer_gpu.selftest.run import session
 
@@ -42,18 +48,18 @@ spec = find_gpu("NVIDIA GeForce RTX 5090")
 cases = []
 for dtype, block, pc in [(None, None, False), ("fp8_w8a8", (128, 128), False), ("int8_w8a8", None, True)]:
     shape = MoeShape(4, 128, 256, 2, dtype, block, pc)
-    pick = choices.moe_choice(spec, shape, 5)
+    pick = moe.plugin_choice(spec, shape, 5)
     cases.append(Case("moe", f"moe {dtype}", "fused_moe_kernel", "", pick.source,
                       MoeRun(MoeCase(shape, 5, "float16"), launch_config(pick.up))))
 shape = MoeShape(4, 128, 256, 2)
-right = launch_config(choices.moe_choice(spec, shape, 5).up)
+right = launch_config(moe.plugin_choice(spec, shape, 5).up)
 wrong = dict(right, BLOCK_SIZE_N=64 if right["BLOCK_SIZE_N"] != 64 else 32)
 cases.append(Case("moe", "not the lookup's", "fused_moe_kernel", "", "", MoeRun(MoeCase(shape, 5, "float16"), wrong)))
 ext = ExtendCase(64, 64, 2, 1, (20, 7), (9, 0), dtype="float16")
-plugin, sglang = choices.extend_tiles(spec, 64, 64)
+plugin, sglang = attention.extend_tiles(spec, 64, 64)
 cases.append(Case("attention", "extend", "", "", "", AttentionRun(ext, plugin, sglang)))
 cases.append(Case("attention", "extend, not the patch's tile", "", "", "", AttentionRun(ext, (16, 16, 4), sglang)))
-pt, ps = choices.prefill_tiles(spec, 64)
+pt, ps = attention.prefill_tiles(spec, 64)
 cases.append(Case("attention", "prefill", "", "", "", AttentionRun(PrefillCase(64, 2, (40, 17), False, "float16"), pt, ps)))
 tile = select_tile(spec, 5, 64, 128)
 cases.append(Case("int8", "int8", "", "", "", Int8Run(64, 128, 5, "float16", True, "triton", tuple(tile.to_list()))))
@@ -148,7 +154,7 @@ def test_json_schema_and_atomic_write(tmp_path):
         "detail",
     } <= set(case)
     path = tmp_path / "sub" / "selftest.json"
-    R.write_json(path, doc)
+    write_json(path, doc)
     assert json.loads(path.read_text()) == json.loads(json.dumps(doc))
     assert [p.name for p in path.parent.iterdir()] == ["selftest.json"]  # no temporary file left
 

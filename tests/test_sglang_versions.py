@@ -6,7 +6,7 @@ the same file) and the few source files the patches target are kept under
 ``<plugin cache>/sglang-sources/<version>/`` with the wheel's file list; a
 second run reads only that cache (no pip, no network). The wheel itself is
 not kept (52 wheels are ~390 MB). Each patch's seam for the release is then
-checked with :mod:`ast` (``patches.static``): the module and the target exist,
+checked with :mod:`ast` (``patching.static``): the module and the target exist,
 with the parameters the patch expects, called by name from the function the
 patch relies on. The import-level tests on the pinned 0.5.23 are the rest of
 the suite.
@@ -31,8 +31,8 @@ from packaging.version import Version
 from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.hardware import find_gpu
 from sglang_consumer_gpu.moe.sources import SGLANG_CONFIG_DIRS
-from sglang_consumer_gpu.patches.catalog import builtin_patches
-from sglang_consumer_gpu.patches.static import check_seam, module_paths, read_source
+from sglang_consumer_gpu.patching.catalog import builtin_patches
+from sglang_consumer_gpu.patching.static import check_seam, module_paths, read_source
 from sglang_consumer_gpu.versions import (
     CHECK_SGLANG,
     COVERED_SGLANG,
@@ -162,7 +162,7 @@ def test_every_patch_target_exists_as_the_patch_expects(releases, version) -> No
 
 def test_triton_patch_targets_exist_in_the_installed_triton() -> None:
     """The safety net's targets are Triton's: they are checked in the installed Triton's source."""
-    from sglang_consumer_gpu.patches.static import installed_reader
+    from sglang_consumer_gpu.patching.static import installed_reader
 
     read = installed_reader()
     assert TRITON_PATCHES and read is not None
@@ -225,7 +225,7 @@ def test_doctor_static_verdict_works_on_every_release_with_the_extend_seam(relea
 
 def test_pinned_release_wheel_is_the_installed_code(releases) -> None:
     """The source the AST check reads for 0.5.23 is the code the import-level tests run."""
-    from sglang_consumer_gpu.patches.static import installed_reader
+    from sglang_consumer_gpu.patching.static import installed_reader
 
     wheel, _ = _reader(releases[PINNED_SGLANG])
     installed = installed_reader()
@@ -238,10 +238,11 @@ def test_pinned_release_wheel_is_the_installed_code(releases) -> None:
 def test_check_range_has_every_module_the_oracle_imports(releases) -> None:
     """`check` (versions.CHECK_SGLANG) needs these modules; the release below the range lacks one."""
     from sglang_consumer_gpu.oracle import virtual
-    from sglang_consumer_gpu.oracle.kernels import attention, moe
+    from sglang_consumer_gpu.oracle.kernels import attention
+    from sglang_consumer_gpu.patches import moe_config
 
-    modules = {*virtual.PRELOAD, *virtual.MODULE_CONSTANTS, moe.KERNELS, moe.ALIGN, attention.EXTEND}
-    modules |= {attention.PREFILL, attention.DECODE, "sglang.srt.arg_groups.fields.exec_"}
+    modules = {*virtual.PRELOAD, *virtual.MODULE_CONSTANTS, moe_config.LAUNCHER.module, moe_config.ALIGN.module}
+    modules |= {seam.module for seam in attention.LAUNCHERS.values()} | {virtual.EXEC_FIELDS.module}
     below = [v for v in SGLANG_RELEASES if not in_range(v, CHECK_SGLANG)][-1]
     for version, root in releases.items():
         _, names = _reader(root)
@@ -269,3 +270,32 @@ def test_installing_the_plugin_never_changes_sglang(plugin_wheel: Path) -> None:
         r for r in requires if r.name == "sglang" and r.marker and r.marker.evaluate({"extra": "sglang"})
     ]
     assert extra.specifier == SpecifierSet(COVERED_SGLANG)
+
+
+def _family_seams() -> list[tuple[str, object]]:
+    """Every seam a family declares beside its patched ones (launchers, helpers, the modules the
+    tools import), by name."""
+    from sglang_consumer_gpu.families import FAMILIES
+    from sglang_consumer_gpu.oracle import virtual
+    from sglang_consumer_gpu.patching.base import Seam
+
+    out = [("oracle.virtual.EXEC_FIELDS", virtual.EXEC_FIELDS)]
+    for family in FAMILIES:
+        for module in family.patch_modules:
+            out += [(f"{module.__name__}.{k}", v) for k, v in vars(module).items() if isinstance(v, Seam)]
+    return out
+
+
+@pytest.mark.parametrize(("name", "seam"), _family_seams(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_family_seam_exists_from_the_first_release_of_its_range(releases, name, seam) -> None:
+    """A seam's module is in every covered release of its range, and not in the release before it
+    (the range starts where the module does)."""
+    inside = [v for v in SGLANG_RELEASES if in_range(v, seam.sglang)]
+    assert inside, name
+    for version in inside:
+        _, names = _reader(releases[version])
+        assert any(p in names for p in module_paths(seam.module)), (name, version)
+    before = [v for v in SGLANG_RELEASES if Version(v) < Version(inside[0])]
+    if before:
+        _, names = _reader(releases[before[-1]])
+        assert not any(p in names for p in module_paths(seam.module)), (name, before[-1])

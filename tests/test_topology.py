@@ -234,7 +234,7 @@ def test_assumed_links_by_kind_of_gpu() -> None:
 
 
 def test_the_box_for_a_launch(tmp_path: Path) -> None:
-    from sglang_consumer_gpu.planner.launch import Launch
+    from sglang_consumer_gpu.models.launch import Launch
 
     live = _box([RTX_4090, RTX_3090])
     launch = Launch(argv=(), tp=4)

@@ -142,7 +142,7 @@ def test_budget_stops_the_search_but_every_batch_size_gets_a_config() -> None:
 
 
 class Replay:
-    """The H100's recorded timings (run 1, results/moe_bench.json: every config of the space at
+    """The H100's recorded timings (run 1, tests/fixtures/results/h100_moe_bench.json: every config of the space at
     7 batch sizes; early-exited ones at their eager time) as a GPU that always answers the same."""
 
     def __init__(self, data: dict[int, dict[str, float]]) -> None:
@@ -185,7 +185,7 @@ def test_on_the_h100s_recorded_timings(case: int) -> None:
     Batch sizes where run 1 graph-timed under half the space are not judged: there the early
     exit kept eager estimates (launch-bound, about 280 us at M = 1 against a 16-40 us kernel),
     and the recorded best is whichever few configs were graph-timed."""
-    c = json.loads((REPO / "results" / "moe_bench.json").read_text())["cases"][case]
+    c = json.loads((REPO / "tests" / "fixtures" / "results" / "h100_moe_bench.json").read_text())["cases"][case]
     shape = MoeShape(c["E"], c["N"], c["K"], c["topk"], c["dtype"])
     data, default, judged = {}, {}, []
     for p in c["points"]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sglang_consumer_gpu.families import on_gpu
 from sglang_consumer_gpu.hardware import current_spec, find_gpu
-from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
 RTX_4090 = find_gpu("NVIDIA GeForce RTX 4090")
 H100 = find_gpu("NVIDIA H100 80GB HBM3")
@@ -32,7 +32,7 @@ def _extend_blocks(ea, head_dim: int) -> tuple[int, int]:
 
 def test_extend_attention_takes_the_sm89_branch_on_a_virtual_4090(sgl):
     ea = sgl[0]
-    with virtual_gpu(RTX_4090, patched=False):
+    with on_gpu(RTX_4090, patched=False):
         got = {d: _extend_blocks(ea, d) for d in (64, 128, 256)}
     # extend_attention.py, "sm86/sm89 has a much smaller shared memory size (100K)"
     assert got == {64: (64, 128), 128: (64, 128), 256: (64, 64)}
@@ -40,9 +40,9 @@ def test_extend_attention_takes_the_sm89_branch_on_a_virtual_4090(sgl):
 
 def test_extend_attention_takes_the_hopper_and_ampere_branches(sgl):
     ea = sgl[0]
-    with virtual_gpu(H100, patched=False):
+    with on_gpu(H100, patched=False):
         hopper = _extend_blocks(ea, 128)
-    with virtual_gpu(A100, patched=False):
+    with on_gpu(A100, patched=False):
         ampere = _extend_blocks(ea, 128)
     assert hopper == (128, 64)
     assert ampere == (128, 128)
@@ -51,10 +51,10 @@ def test_extend_attention_takes_the_hopper_and_ampere_branches(sgl):
 def test_fp8_default_config_follows_shared_memory(sgl):
     cfg = sgl[1]
     args = dict(M=1024, E=64, N=1024, K=2048, topk=8, dtype="fp8_w8a8", is_marlin=False)
-    with virtual_gpu(RTX_4090, patched=False):
+    with on_gpu(RTX_4090, patched=False):
         assert cfg._get_cuda_shared_memory_per_block_optin() == 101_376
         low = cfg.get_default_config(**args)
-    with virtual_gpu(H100, patched=False):
+    with on_gpu(H100, patched=False):
         assert cfg._get_cuda_shared_memory_per_block_optin() == 232_448
         high = cfg.get_default_config(**args)
     # SGLang's low-shared-memory fp8 default (M > E) vs its 128x256 default.
@@ -71,10 +71,10 @@ def test_sm90_only_switches_follow_the_spec(sgl):
     fk = sgl[2]
     from sglang.kernels.jit.utils import is_arch_support_pdl
 
-    with virtual_gpu(RTX_4090, patched=False):
+    with on_gpu(RTX_4090, patched=False):
         assert not fk.should_enable_swap_ab(16, 64)
         assert not is_arch_support_pdl()
-    with virtual_gpu(H100, patched=False):
+    with on_gpu(H100, patched=False):
         assert fk.should_enable_swap_ab(16, 64)
         assert is_arch_support_pdl()
 
@@ -82,13 +82,13 @@ def test_sm90_only_switches_follow_the_spec(sgl):
 def test_torch_answers_and_everything_is_restored(sgl):
     ea = sgl[0]
     before = (torch.cuda.is_available(), torch.cuda.get_device_capability, hasattr(ea, "CUDA_CAPABILITY"))
-    with virtual_gpu(RTX_4090, patched=False):
+    with on_gpu(RTX_4090, patched=False):
         assert torch.cuda.is_available()
         assert torch.cuda.get_device_name() == "NVIDIA GeForce RTX 4090"
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         assert (props.major, props.minor, props.multi_processor_count) == (8, 9, 128)
         assert current_spec() == RTX_4090
-        with virtual_gpu(H100, patched=False):  # nesting
+        with on_gpu(H100, patched=False):  # nesting
             assert torch.cuda.get_device_capability() == (9, 0)
             assert ea.CUDA_CAPABILITY == (9, 0)
         assert ea.CUDA_CAPABILITY == (8, 9)

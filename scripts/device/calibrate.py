@@ -11,7 +11,7 @@ process runs), then the report (any machine):
 
 Writes ``calibration_<mode>.json`` (after every file) and, with ``--report``, ``calibration.json``,
 ``calibration.md`` (the table) and ``calibration.png``. The method and its caveats:
-:mod:`sglang_consumer_gpu.measure.calibration`.
+:mod:`sglang_consumer_gpu.bench.calibration`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from sglang_consumer_gpu.measure import calibration, moe_sweep
+from sglang_consumer_gpu.bench import calibration
+from sglang_consumer_gpu.measure import moe_sweep
 
 
 def sweep(mode: str, out: Path, budget_s: float, workers: int | None, only: str | None) -> int:

@@ -20,7 +20,7 @@ Writes ``decode_fit.json`` (the sweep format of ``results/moe_bench*.json``, so
 interleaved times) after every case, and ``decode_fit.png``.
 
     eval "$(python3 scripts/device/install_sglang.py)" || exit 1     # carry .carry/sglang-0.5.17
-    PYTHONUNBUFFERED=1 timeout 560 python3 scripts/device/decode_fit.py --out $OUT --budget-s 500
+    PYTHONUNBUFFERED=1 timeout 560 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/device/decode_fit.py --out $OUT --budget-s 500
 """
 
 from __future__ import annotations
@@ -33,18 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
 os.environ.setdefault("TQDM_MININTERVAL", "15")
 
-from tune_check import HELDOUT_SETS, RTX_4090, log, plan_case  # noqa: E402
+from scripts.device.tune_check import HELDOUT_SETS, RTX_4090, log, plan_case
+from sglang_consumer_gpu.families.moe import REFERENCE, REFERENCE_NAME
 
 #: (E, N, K, topk) per shape: tune_check's rounds 1 and 2, then the H100 rounds' shapes
-#: (results/moe_bench_confirm.json, _heldout.json, _v2_fresh.json).
+#: (results/h100/moe/moe_bench_confirm.json, _heldout.json, _v2_fresh.json).
 FIT_SHAPES = {
     **HELDOUT_SETS["round1"],
     **HELDOUT_SETS["round2"],
-    "Qwen3-30B-A3B": (128, 768, 2048, 8),
+    REFERENCE_NAME: (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk),
     "Qwen3-235B-A22B-TP4": (128, 384, 4096, 8),
     "GLM-4.5-Air-TP2": (128, 704, 4096, 8),
     "DeepSeek-V2-Lite": (64, 1408, 2048, 6),

@@ -11,9 +11,9 @@ One call on the device machine (H100/H200) runs, through ``sglang_consumer_gpu.m
    dispatch-table tiles (and sgl-kernel's, where it runs);
 2. benchmark cells of earlier rounds, re-timed with the engine's timer (interleaved rounds):
    the plugin's fused-MoE heuristic vs SGLang's RTX-4090 default on Qwen3-30B-A3B bf16
-   (``results/moe_bench_confirm.json``, docs/moe.md), the attention tiles
-   (``results/bench_attention.json``, geomean 1.174x) and the int8 GEMM vs torch._int_mm + epilogue
-   (``results/int8_bench.json``, geomean 2.49x). The earlier numbers are from an H100; an H200 is
+   (``results/h100/moe/moe_bench_confirm.json``, docs/moe.md), the attention tiles
+   (``results/h100/attention/bench_attention.json``, geomean 1.174x) and the int8 GEMM vs torch._int_mm + epilogue
+   (``results/h100/int8/int8_bench.json``, geomean 2.49x). The earlier numbers are from an H100; an H200 is
    the same chip with faster memory, so the comparison is "the same ratio within noise".
 
 Compilation runs first for everything, in parallel processes (jobs not started by half the
@@ -25,13 +25,12 @@ attention causal plus all variants at head dim 128, int8 on 4 shapes x 3 M, cell
 13 are 1.0 by definition --, int8 on 4 shapes x 4 M) targets a minute on 16 cores; the full
 run (about 420 jobs) about three. ``--budget-s``: no new section starts after that.
 
-    python3 scripts/device/engine_check.py --out $OUT --quick
+    PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/device/engine_check.py --out $OUT --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import sys
@@ -42,11 +41,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:  # the device machine with the kernel-files carry
-    import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang  # noqa: E402
+
+ensure_sglang()  # an installed SGLang, else the device machine's carry of its kernel files
 
 GPUS = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA GeForce RTX 5090")
 RTX_4090 = "NVIDIA GeForce RTX 4090"
@@ -64,27 +61,26 @@ INT8_COMBOS = (("bfloat16", True), ("float16", False), ("bfloat16", False), ("fl
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((REPO / "results" / name).read_text())
+    return json.loads((REPO / "results" / "h100" / name).read_text())
 
 
 # ------------------------------------------------------------------------------ what to run
 
 
 def moe_checks(quick: bool) -> list[dict[str, Any]]:
+    import dataclasses
+
+    from sglang_consumer_gpu.families.moe import REFERENCE, plugin_choice
     from sglang_consumer_gpu.hardware import find_gpu
     from sglang_consumer_gpu.measure.moe import MoeCase
-    from sglang_consumer_gpu.moe.lookup import choose
-    from sglang_consumer_gpu.moe.shape import MoeShape
 
     spec = find_gpu(RTX_4090)
     items = []
     for name, dtype, block, per_channel, act in MOE_MODES:
-        shape = MoeShape(128, 768, 2048, 8, dtype, block, per_channel)
+        shape = dataclasses.replace(REFERENCE, dtype=dtype, block_shape=block, per_channel_quant=per_channel)
         for M in (3, 256) if quick else (1, 3, 64, 256, 1024):
-            c = choose(M, shape, spec)
-            items.append(
-                {"mode": name, "case": MoeCase(shape, M, act), "config": c.config, "source": c.source}
-            )
+            c = plugin_choice(spec, shape, M)
+            items.append({"mode": name, "case": MoeCase(shape, M, act), "config": c.up, "source": c.source})
     return items
 
 
@@ -97,7 +93,7 @@ def moe_cell(quick: bool) -> list[dict[str, Any]]:
 
     old = next(
         c
-        for c in load("moe_bench_confirm.json")["cases"]
+        for c in load("moe/moe_bench_confirm.json")["cases"]
         if c["name"] == "Qwen3-30B-A3B" and c["dtype"] is None
     )
     shape = MoeShape(old["E"], old["N"], old["K"], old["topk"])
@@ -149,7 +145,7 @@ def attention_cell(quick: bool) -> list[dict[str, Any]]:
     """The plugin's tile vs SGLang's sm_89 tile per benchmark row (quick: where they differ)."""
     from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
 
-    rows = load("bench_attention.json")["rows"]
+    rows = load("attention/bench_attention.json")["rows"]
     items = []
     for r in rows:
         if not r["is_plugin"]:
@@ -180,7 +176,7 @@ def int8_checks(quick: bool) -> list[dict[str, Any]]:
 
 def int8_cell(quick: bool) -> list[dict[str, Any]]:
     """Points of the earlier run (23 shapes x 11 M): quick 4 shapes x 4 M, else every shape at 5 M."""
-    old = load("int8_bench.json")["results"]
+    old = load("int8/int8_bench.json")["results"]
     if quick:
         return [r for r in old if (r["n"], r["k"]) in INT8_QUICK_NK and r["m"] in (1, 64, 512, 4096)]
     return [r for r in old if r["m"] in (1, 16, 128, 1024, 8192)]
@@ -395,10 +391,10 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
     att = [r for r in cells.get("attention", []) if "ratio" in r]
     if att:
         # Rows where the plugin keeps SGLang's tile are 1.0 by definition; the earlier geomean is over all 20.
-        total = len([r for r in load("bench_attention.json")["rows"] if r["is_plugin"]])
+        total = len([r for r in load("attention/bench_attention.json")["rows"] if r["is_plugin"]])
         ones = total - len(att) if doc["quick"] else 0
         out["attention_geomean"] = geomean([r["ratio"] for r in att] + [1.0] * ones)
-        out["attention_geomean_h100"] = load("bench_attention.json")["plugin_geomean_ratio"]
+        out["attention_geomean_h100"] = load("attention/bench_attention.json")["plugin_geomean_ratio"]
         out["attention_rows_timed"] = len(att)
     i8 = [r for r in cells.get("int8", []) if "ratio" in r]
     if i8:

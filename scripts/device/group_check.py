@@ -7,17 +7,14 @@ the same point. Here each pair is timed interleaved (7 rounds) five times over, 
 so the ratio's own spread shows whether the difference is real. Prints one JSON line per pair.
 
     eval "$(python3 scripts/device/install_sglang.py)" || exit 1     # carry .carry/sglang-0.5.17
-    python3 scripts/device/group_check.py
+    PYTHONPATH=$PWD python3 scripts/device/group_check.py
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
 
 PAIRS = (
     (4, "16x64x128-g1-w4-s3", "16x64x128-g64-w4-s3"),
@@ -27,11 +24,12 @@ PAIRS = (
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    from sglang_consumer_gpu.families.moe import REFERENCE
     from sglang_consumer_gpu.measure.moe import MoeCase, MoeLayer, parse_config_key
     from sglang_consumer_gpu.measure.timer import Timer
-    from sglang_consumer_gpu.moe.shape import MoeShape
 
-    shape = MoeShape(128, 768, 2048, 8, "fp8_w8a8")
+    shape = dataclasses.replace(REFERENCE, dtype="fp8_w8a8")
     timer = Timer(rounds=7)
     for M, a, b in PAIRS:
         layer = MoeLayer(MoeCase(shape, M))

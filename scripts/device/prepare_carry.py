@@ -187,8 +187,9 @@ DEVICE_IMPORTS: tuple[str, ...] = (
 
 _CHECK = r"""
 import json, sys
-sys.path.insert(0, {scripts!r})
-import sglang_env
+sys.path.insert(0, {repo!r})
+from scripts.device import sglang_env
+sglang_env.ensure_sglang()
 mods = sglang_env.import_targets()
 outside = sorted(
     n for n, m in sys.modules.items()
@@ -216,7 +217,7 @@ def check(out: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["SGLANG_DEVICE_CARRY"] = str(out)
         code = f"import sys; sys.path.append({tmp!r})\n" + _CHECK.format(
-            scripts=str(Path(__file__).parent), site=str(out / "site")
+            repo=str(REPO), site=str(out / "site")
         )
         proc = subprocess.run(
             [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=False

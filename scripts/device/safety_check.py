@@ -3,7 +3,7 @@
 Run on the device machine (an H200: sm_90 code, Triton 3.6, SGLang imported
 normally) under the end-to-end harness's cap::
 
-    SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376 python3 scripts/device/safety_check.py --out $OUT
+    SGLANG_CONSUMER_GPU_EMULATE_SMEM=101376 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/device/safety_check.py --out $OUT
 
 If Triton's driver does not report the cap (the harness's emulation is not in
 this tree), the script wraps ``driver.active.utils.get_device_properties``
@@ -58,14 +58,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+from sglang_consumer_gpu.patches import attention_extend, moe_config
+from sglang_consumer_gpu.patches.safety_net import BATCH_INVARIANT
 
 EMULATE_ENV = "SGLANG_CONSUMER_GPU_EMULATE_SMEM"
 DEFAULT_CAP = 101_376
-MOE = "sglang.kernels.ops.moe.fused_moe_triton_kernels"
-EXTEND = "sglang.kernels.ops.attention.extend_attention"
-BIO = "sglang.srt.batch_invariant_ops.batch_invariant_ops"
+MOE = moe_config.LAUNCHER.module
+EXTEND = attention_extend.MODULE
+BIO = BATCH_INVARIANT.module
 #: The limit of the one launch ``check_unsalvageable`` makes (sm_75's 64 KB).
 TIGHT_LIMIT = 65_536
 OLD_MOE_TILE = {"BLOCK_SIZE_M": 128, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 8, "num_stages": 4}  # fmt: skip
@@ -128,8 +128,9 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
     """
     from sglang_consumer_gpu.hardware import current_spec
     from sglang_consumer_gpu.hardware.current import override_spec
-    from sglang_consumer_gpu.oracle.virtual import unpatched
-    from sglang_consumer_gpu.patches import registry, safety_net
+    from sglang_consumer_gpu.patches import safety_net
+    from sglang_consumer_gpu.patching import registry
+    from sglang_consumer_gpu.patching.registry import unpatched
 
     live = current_spec()
     if live is None:  # no NVML here: describe the GPU from torch
@@ -154,6 +155,8 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
 
 def moe_inputs(seed: int, block_m: int, dtype: Any = None) -> dict[str, Any]:
     """Up-projection (w13) GEMM inputs with SGLang's routing buffers filled as moe_align_block_size would."""
+    from sglang_consumer_gpu.measure.moe import torch_align
+
     torch = _torch()
     dt = dtype or torch.bfloat16
     E, N, K, topk, M = (MOE_SHAPE[k] for k in ("E", "N", "K", "topk", "M"))
@@ -161,30 +164,16 @@ def moe_inputs(seed: int, block_m: int, dtype: Any = None) -> dict[str, Any]:
     scores = torch.rand(M, E, device="cuda", generator=g)
     topk_w, topk_ids = torch.softmax(scores, -1).topk(topk, dim=-1)
     topk_ids = topk_ids.to(torch.int32)
-    flat = topk_ids.flatten()
-    numel = flat.numel()
-    padded_cap = numel + E * (block_m - 1)
-    sorted_ids = torch.full((padded_cap,), numel, device="cuda", dtype=torch.int32)
-    expert_ids = torch.full((-(-padded_cap // block_m),), -1, device="cuda", dtype=torch.int32)
-    pos, blocks = 0, []
-    for e in range(E):
-        idx = (flat == e).nonzero().flatten().to(torch.int32)
-        if idx.numel() == 0:
-            continue
-        sorted_ids[pos : pos + idx.numel()] = idx
-        nblk = -(-idx.numel() // block_m)
-        blocks += [e] * nblk
-        pos += nblk * block_m
-    expert_ids[: len(blocks)] = torch.tensor(blocks, device="cuda", dtype=torch.int32)
+    sorted_ids, expert_ids, num_post = torch_align(topk_ids, block_m, E)  # the engine's routing layout
     return {
         "a": (torch.randn(M, K, device="cuda", generator=g) * 0.5).to(dt),
         "b": (torch.randn(E, 2 * N, K, device="cuda", generator=g) * 0.05).to(dt),
-        "c": torch.zeros(numel, 2 * N, device="cuda", dtype=dt),
+        "c": torch.zeros(topk_ids.numel(), 2 * N, device="cuda", dtype=dt),
         "topk_w": topk_w.float().contiguous(),
         "topk_ids": topk_ids,
         "sorted_ids": sorted_ids,
         "expert_ids": expert_ids,
-        "num_post": torch.tensor([pos], device="cuda", dtype=torch.int32),
+        "num_post": num_post,
     }
 
 
@@ -299,9 +288,9 @@ def matmul_inputs(seed: int) -> tuple[Any, Any]:
 def matmul_run(x: Any, wt: Any, batch: int) -> Any:
     import importlib
 
-    from longtail_sweep import _matmul
+    from scripts.longtail_sweep import matmul
 
-    return _matmul(importlib.import_module(BIO), x[:batch], wt)
+    return matmul(importlib.import_module(BIO), x[:batch], wt)
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -500,7 +489,7 @@ def bench_overhead(rounds: int = 15, launches: int = 1000) -> dict[str, Any]:
 
     from triton.runtime.jit import JITFunction
 
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     torch = _torch()
     bio = importlib.import_module(BIO)
@@ -771,7 +760,7 @@ def _sglang_version() -> str:
 
 
 def part_longtail(out: Path, cap: int, group: str) -> dict[str, Any]:
-    import longtail_sweep
+    from scripts import longtail_sweep
 
     apply_cap(cap)
     with plugin_for_cap(cap):

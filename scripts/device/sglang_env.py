@@ -19,9 +19,10 @@ reasons about only need a handful of SGLang *helper* functions, so this module:
    file with ``ast`` and executed, so their bodies are SGLang's. See
    ``STANDINS`` for exactly which names.
 
-Import this module first (``import sglang_env`` with ``scripts/device`` on
-``sys.path``, or ``python scripts/device/sglang_env.py`` to self-check), then
-``import sglang.kernels.ops.moe.fused_moe_triton_kernels`` etc. as usual.
+Call :func:`ensure_sglang` first (``from scripts.device.sglang_env import ensure_sglang``
+with the repository root on ``PYTHONPATH``; ``PYTHONPATH=. python scripts/device/sglang_env.py``
+self-checks), then ``import sglang.kernels.ops.moe.fused_moe_triton_kernels`` etc. as usual.
+Where SGLang is installed it changes nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import os
 import sys
 import types
 from pathlib import Path
+
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill, moe_config
 
 SGLANG_VERSION = "0.5.23"
 _REPO = Path(__file__).resolve().parents[2]
@@ -207,15 +210,28 @@ def install(site: Path = SITE) -> dict[str, list[str]]:
     }
 
 
-INSTALLED = install()
+def ensure_sglang() -> dict[str, object]:
+    """SGLang importable: an installed one (its metadata, which spawned workers see too), a
+    carried install on the path, else this carry of SGLang's kernel files (:func:`install`).
+    Says which."""
+    import importlib.metadata
 
-#: The kernel modules this loader is meant to make importable.
+    try:
+        return {"sglang": "installed", "version": importlib.metadata.version("sglang")}
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if "sglang" in sys.modules or importlib.util.find_spec("sglang") is not None:
+        return {"sglang": "on the path"}
+    return {"sglang": "kernel-files carry", **install()}
+
+
+#: The kernel modules this loader is meant to make importable: every family's.
 TARGETS: tuple[str, ...] = (
-    "sglang.kernels.ops.moe.fused_moe_triton_kernels",
-    "sglang.kernels.ops.attention.extend_attention",
-    "sglang.kernels.ops.attention.decode_attention",
-    "sglang.kernels.ops.attention.prefill_attention",
-    "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config",
+    moe_config.LAUNCHER.module,
+    attention_extend.MODULE,
+    attention_extend.DECODE.module,
+    attention_prefill.MODULE,
+    moe_config.MODULE,
 )
 
 
@@ -226,12 +242,13 @@ def import_targets() -> dict[str, types.ModuleType]:
 if __name__ == "__main__":
     import json
 
+    installed = ensure_sglang()
     mods = import_targets()
     report = {
         "python": sys.version.split()[0],
         "sglang_site": str(SITE),
         "modules": {k: getattr(m, "__file__", None) for k, m in mods.items()},
         "invoke_fused_moe_kernel": hasattr(mods[TARGETS[0]], "invoke_fused_moe_kernel"),
-        **INSTALLED,
+        **installed,
     }
     print(json.dumps(report, indent=1))

@@ -29,14 +29,13 @@ their contents are in the JSON (each run's report). ``--budget-s`` (default 380)
 clock: each section gets a share and leaves out, and records, what it could not reach.
 
     eval "$(python3 scripts/device/install_sglang.py)" || exit 1     # carry .carry/sglang-0.5.17
-    PYTHONUNBUFFERED=1 timeout 450 python3 scripts/device/tune_check.py --out $OUT --budget-s 380
+    PYTHONUNBUFFERED=1 timeout 450 PYTHONPATH=$PWD:$PYTHONPATH python3 scripts/device/tune_check.py --out $OUT --budget-s 380
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import io
 import json
 import math
@@ -48,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "scripts" / "device")]
 if "TUNE_CHECK_SCRATCH" not in os.environ:  # the parent (spawned workers inherit its environment):
     # fresh Triton and oracle caches, so that the counts are this run's compiles; set before any
     # import of Triton or SGLang (SGLang points TRITON_CACHE_DIR at its own cache unless it is set)
@@ -56,13 +54,9 @@ if "TUNE_CHECK_SCRATCH" not in os.environ:  # the parent (spawned workers inheri
     os.environ["TRITON_CACHE_DIR"] = os.path.join(os.environ["TUNE_CHECK_SCRATCH"], "triton")
     os.environ["SGLANG_CONSUMER_GPU_CACHE_DIR"] = os.path.join(os.environ["TUNE_CHECK_SCRATCH"], "plugin")
     os.environ.setdefault("TQDM_MININTERVAL", "15")
-try:  # an installed SGLang (spawned workers see the kernel-files carry on sys.path too: ask metadata)
-    importlib.metadata.version("sglang")
-except importlib.metadata.PackageNotFoundError:
-    try:
-        import sglang  # noqa: F401  (a carried install on the path)
-    except ImportError:  # the kernel-files carry of SGLang 0.5.23
-        import sglang_env  # noqa: F401
+from scripts.device.sglang_env import ensure_sglang  # noqa: E402
+
+ensure_sglang()  # an installed SGLang, a carried install on the path, else the carry of its kernel files
 
 RTX_4090 = "NVIDIA GeForce RTX 4090"
 MODEL = REPO / "tests" / "fixtures" / "models" / "Qwen3-30B-A3B"
@@ -192,6 +186,7 @@ def fit_for() -> Any:
 
 
 def plan_case(name: str, dims: tuple[int, int, int, int], dtype: str | None, grid: tuple[int, ...]) -> dict:
+    from sglang_consumer_gpu.families.moe import sweep_points
     from sglang_consumer_gpu.measure import moe_sweep
     from sglang_consumer_gpu.moe.shape import MoeShape
 
@@ -199,7 +194,7 @@ def plan_case(name: str, dims: tuple[int, int, int, int], dtype: str | None, gri
     shape = MoeShape(*dims, dtype)
     space, size = moe_sweep.bound_space(spec, shape)
     return {"name": name, **dict(zip(("E", "N", "K", "topk"), dims, strict=True)), "dtype": dtype,
-            "space": space, "candidates": size, "points": moe_sweep.plan_points(spec, shape, grid)}  # fmt: skip
+            "space": space, "candidates": size, "points": sweep_points(spec, shape, grid)}  # fmt: skip
 
 
 def small_tiles_up_to(m_max: int) -> Any:
@@ -222,12 +217,14 @@ def exhaustive(tuned: dict[str, dict[int, tuple[str, str | None]]], workers: int
                tuner_s_per_kernel: float | None) -> dict[str, Any]:  # fmt: skip
     import torch
 
+    from sglang_consumer_gpu.families.moe import REFERENCE, REFERENCE_NAME
     from sglang_consumer_gpu.measure import moe_sweep
     from sglang_consumer_gpu.measure.moe import MoeCase, MoeLayer, config_key, parse_config_key
     from sglang_consumer_gpu.measure.timer import Timer
     from sglang_consumer_gpu.tune.space import SGLANG_BATCH_SIZES, specialization
 
-    doc = {"cases": [plan_case("Qwen3-30B-A3B", (128, 768, 2048, 8), None if d == "bf16" else d, SAMPLE)
+    dims = (REFERENCE.E, REFERENCE.N, REFERENCE.K, REFERENCE.topk)
+    doc = {"cases": [plan_case(REFERENCE_NAME, dims, None if d == "bf16" else d, SAMPLE)
                      for d in DTYPES], "plan_file": "in-process"}  # fmt: skip
     t0 = time.time()
     res = moe_sweep.run_sweep(doc, list(range(len(doc["cases"]))), small_tiles_up_to(1), workers=workers,

@@ -23,7 +23,7 @@ manager, the OpenAI-compatible endpoints and bench_serving run; requests can
 still carry token ids.
 
 Idempotent: an existing output with the same parameters (``make_model.json``)
-is kept. Usage: ``python scripts/e2e/make_model.py --out /tmp/qwen3moe-e2e``
+is kept. Usage: ``PYTHONPATH=$PWD:$PYTHONPATH python scripts/e2e/make_model.py --out /tmp/qwen3moe-e2e``
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ first whose analytic upper bound (:mod:`.model`) fits the budget.
 
 The preference order is the data-center order SGLang uses where memory is
 plentiful (larger query tiles first), re-ranked by the H100 timings of the
-sm_89-feasible candidates in ``results/bench_attention.json`` (see
-docs/attention.md for the table and the command).
+sm_89-feasible candidates in ``results/h100/attention/bench_attention.json`` (see
+docs/lab/attention.md for the table and the command).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sglang_consumer_gpu.attention.model import next_pow2 as _pow2
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 
 #: (BLOCK_M, BLOCK_N) in order of preference, by padded query/key head width.
-#: Ranked by the H100 timings of every sm_89-feasible tile (results/bench_attention_run1.json,
+#: Ranked by the H100 timings of every sm_89-feasible tile (results/h100/attention/bench_attention_run1.json,
 #: prefill-heavy and decode-heavy): the first entry is the tile with the best geometric mean
 #: over both workloads among those never below 0.9x SGLang's sm_89 branch.
 EXTEND_PREFERENCE: dict[str, tuple[tuple[int, int], ...]] = {

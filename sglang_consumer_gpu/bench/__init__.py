@@ -3,5 +3,7 @@
 - :mod:`.points`: per batch size (fused MoE) and workload (extend attention) of a model, the
   plugin's choice, SGLang's own, and whether SGLang's own fits the GPU (pure, compile-only);
 - :mod:`.run`: both timed with the engine's one timer, the JSON rewritten after every point;
-- :mod:`.report`: the table and the PNG plot.
+- :mod:`.report`: the table and the PNG plot;
+- :mod:`.calibration`: the same timing turned on the emulation itself -- fused-MoE files tuned on
+  real Ada cards, their picks against the best of the feasible space (``scripts/device/calibrate.py``).
 """

@@ -1,16 +1,16 @@
 """What ``bench`` compares for a model on a GPU: per point, the plugin's choice and SGLang's own.
 
 - Fused MoE, per batch size (default: the sizes the server runs the MoE at,
-  :func:`~sglang_consumer_gpu.planner.kernels.moe_batches` for SGLang's default launch: the
+  :func:`~sglang_consumer_gpu.families.moe.batch_sizes` for SGLang's default launch: the
   lookup grid 1 .. 4096 up to the 4,096-token prefill chunk): the configs the plugin's patched
-  lookup gives SGLang (:func:`~sglang_consumer_gpu.selftest.choices.moe_choice`; SGLang's own
+  lookup gives SGLang (:func:`~sglang_consumer_gpu.families.moe.plugin_choice`; SGLang's own
   where the plugin does not act on the GPU) and SGLang's own (``try_get_optimal_moe_config``
-  without the plugin, for this GPU). Whether SGLang's own fits comes from the planner's
-  :class:`~sglang_consumer_gpu.planner.kernels.FitCache`: the analytic bound where it clearly
+  without the plugin, for this GPU). Whether SGLang's own fits comes from the family's
+  :class:`~sglang_consumer_gpu.families.moe.FitCache`: the analytic bound where it clearly
   fits, else the compile-only oracle for the GPU's architecture -- the exact
   ``metadata.shared`` a launch here would ask for.
-- Extend attention, for each extend launch of the model (the planner's
-  :func:`~sglang_consumer_gpu.planner.kernels.attention_cases`: heads per GPU after TP, the
+- Extend attention, for each extend launch of the model (the family's
+  :func:`~sglang_consumer_gpu.families.attention.model_cases`: heads per GPU after TP, the
   latent shape for MLA), at the engine's two workloads (prefill-heavy: 4 sequences x 2,048 new
   tokens after 512 cached; decode-heavy: 64 x 8 after 2,048): the tile the plugin's patch
   chooses and SGLang's own capability-branch tile, SGLang's fit from the oracle.
@@ -24,30 +24,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_consumer_gpu.families import attention as attention_family
+from sglang_consumer_gpu.families import moe as moe_family
+from sglang_consumer_gpu.families.base import Fit
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.attention import WORKLOADS, ExtendCase
 from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
 from sglang_consumer_gpu.models import ModelDescription, moe_shape
+from sglang_consumer_gpu.models.launch import Launch
 from sglang_consumer_gpu.moe.shape import MoeShape
-from sglang_consumer_gpu.selftest import choices
-
-
-@dataclass(frozen=True)
-class Fit:
-    """Shared memory of a choice on the GPU: bytes (None if unknown), how it was known, fits."""
-
-    shared: int | None
-    how: str
-    fits: bool | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"shared": self.shared, "how": self.how, "fits": self.fits}
 
 
 @dataclass(frozen=True)
 class MoePoint:
     case: MoeCase
-    plugin: choices.MoeChoice
+    plugin: moe_family.MoeChoice
     sglang_up: dict[str, Any]
     sglang_down: dict[str, Any] | None
     plugin_fit: Fit
@@ -76,7 +67,7 @@ class AttentionPoint:
 
 
 @dataclass
-class BenchPlan:
+class BenchPoints:
     spec: GpuSpec
     model: ModelDescription
     tp: int
@@ -90,17 +81,12 @@ class BenchPlan:
 
 def default_batch_sizes(tp: int, ep: int) -> list[int]:
     """The batch sizes SGLang's default launch runs the fused MoE at (see the module docstring)."""
-    from sglang_consumer_gpu.planner.kernels import moe_batches
-    from sglang_consumer_gpu.planner.launch import Launch
-
-    return moe_batches(Launch(argv=(), tp=tp, ep=ep))
+    return moe_family.batch_sizes(Launch(argv=(), tp=tp, ep=ep))
 
 
 def model_moe(desc: ModelDescription, spec: GpuSpec, tp: int, ep: int) -> tuple[MoeShape | None, str | None]:
     """The MoE layer to bench, or None and why not (the bench is then attention only).
     A layout the model cannot be split into (``--tp``/``--ep``) raises ModelConfigError."""
-    from sglang_consumer_gpu.checks.moe import unsupported
-
     if not desc.is_moe:
         return None, f"{desc.name} is not a MoE model (no expert count in its config): attention only"
     q = desc.quantization
@@ -112,7 +98,7 @@ def model_moe(desc: ModelDescription, spec: GpuSpec, tp: int, ep: int) -> tuple[
             f"{desc.name}'s experts are {shape.dtype}: they run SGLang's fused_moe_kernel_gptq_awq, "
             "whose config the plugin does not change: attention only"
         )
-    why = unsupported(spec, shape)
+    why = moe_family.unsupported(spec, shape)
     if why:
         return None, f"{why}: attention only"
     return shape, None
@@ -122,32 +108,32 @@ def act_dtype(desc: ModelDescription) -> str:
     return "float16" if desc.torch_dtype in ("float16", "half") else "bfloat16"
 
 
-def plan_bench(
+def list_points(
     spec: GpuSpec, desc: ModelDescription, *, tp: int, ep: int, batch_sizes: Sequence[int]
-) -> BenchPlan:
+) -> BenchPoints:
     shape, why = model_moe(desc, spec, tp, ep)
-    plan = BenchPlan(spec, desc, tp, ep, shape, act_dtype(desc))
+    points = BenchPoints(spec, desc, tp, ep, shape, act_dtype(desc))
     if why:
-        plan.notes.append(why)
+        points.notes.append(why)
     if shape is not None:
         try:
-            plan.moe = _moe_points(spec, shape, plan.act, batch_sizes)
+            points.moe = _moe_points(spec, shape, points.act, batch_sizes)
         except Exception as exc:  # an SGLang whose config lookup answers differently
-            plan.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({_error(exc)})")
-        if not choices.moe_active(spec):
-            plan.notes.append(
+            points.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({_error(exc)})")
+        if not moe_family.active(spec):
+            points.notes.append(
                 f"the plugin does not change fused-MoE configs on {spec.name} "
                 f"({spec.smem_per_block_optin:,} B per block): its choice is SGLang's own"
             )
     try:
-        plan.attention = _attention_points(spec, desc, tp)
+        points.attention = _attention_points(spec, desc, tp)
     except Exception as exc:
-        plan.notes.append(f"attention not benched: SGLang's own tiles could not be read ({_error(exc)})")
-    if not choices.extend_active(spec):
-        plan.notes.append(
+        points.notes.append(f"attention not benched: SGLang's own tiles could not be read ({_error(exc)})")
+    if not attention_family.extend_active(spec):
+        points.notes.append(
             f"the plugin's extend-attention patch does not act on {spec.name}: SGLang's own tiles"
         )
-    return plan
+    return points
 
 
 def _error(exc: BaseException) -> str:
@@ -155,52 +141,42 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
 
 
-def _fit(fit: Any) -> Fit:
-    return Fit(fit.shared, fit.how, fit.fits)
-
-
 def _moe_points(spec: GpuSpec, shape: MoeShape, act: str, ms: Sequence[int]) -> list[MoePoint]:
-    from sglang_consumer_gpu.planner.kernels import FitCache
-
-    sglang = choices.sglang_moe_choices(spec, shape, ms)
-    cache = FitCache(spec, shape, compile=True)
+    sglang = moe_family.sglang_choices(spec, shape, ms)
+    cache = moe_family.FitCache(spec, shape, compile=True)
     points = []
     for M in ms:
         up, down = sglang[M]
         up = launch_config(up)
         if down is not None:  # SGLang 0.5.23's rule: the down GEMM shares the up GEMM's routing sort
             down = dict(launch_config(down), BLOCK_SIZE_M=up["BLOCK_SIZE_M"])
-        if choices.moe_active(spec):
-            pick = choices.moe_choice(spec, shape, M)
-            plugin = choices.MoeChoice(launch_config(pick.up), launch_config(pick.down) if pick.down else None,
-                                       pick.source, pick.path, pick.down_path)  # fmt: skip
+        if moe_family.active(spec):
+            pick = moe_family.plugin_choice(spec, shape, M)
+            plugin = moe_family.MoeChoice(launch_config(pick.up), launch_config(pick.down) if pick.down else None,
+                                          pick.source, pick.path, pick.down_path)  # fmt: skip
         else:
-            plugin = choices.MoeChoice(up, down, "sglang: plugin inactive here")
-        sfit = _fit(cache.fit(up, M, patched=False))
+            plugin = moe_family.MoeChoice(up, down, "sglang: plugin inactive here")
+        sfit = cache.fit(up, M, patched=False)
         if down is not None and down != up:
-            dfit = _fit(cache.fit(down, M, patched=False))
+            dfit = cache.fit(down, M, patched=False)
             sfit = (
                 dfit
                 if dfit.fits is False or (sfit.fits is not False and (dfit.shared or 0) > (sfit.shared or 0))
                 else sfit
             )
-        pfit = _fit(cache.fit(plugin.up, M, patched=True))
+        pfit = cache.fit(plugin.up, M, patched=True)
         points.append(MoePoint(MoeCase(shape, M, act), plugin, up, down, pfit, sfit))
     return points
 
 
 def _attention_points(spec: GpuSpec, desc: ModelDescription, tp: int) -> list[AttentionPoint]:
-    from sglang_consumer_gpu.oracle.kernels.attention import launch_resources
-    from sglang_consumer_gpu.planner.kernels import attention_cases
-    from sglang_consumer_gpu.planner.launch import Launch
-
     points = []
-    for ac in attention_cases(desc, Launch(argv=(), tp=tp)):
+    for ac in attention_family.model_cases(desc, Launch(argv=(), tp=tp)):
         if ac.launcher != "extend":
             continue  # decode attention: the plugin keeps SGLang's tiles
-        plugin, sglang = choices.extend_tiles(spec, ac.lq, ac.lv)
+        plugin, sglang = attention_family.extend_tiles(spec, ac.lq, ac.lv)
         try:
-            res = launch_resources(spec, ac, patched=False)
+            res = attention_family.launches(spec, ac, patched=False)
             shared = max(r.shared for r in res)
             fit = Fit(int(shared), "oracle", shared <= spec.smem_per_block_optin)
         except Exception as exc:

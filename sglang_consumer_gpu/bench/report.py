@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sglang_consumer_gpu.selftest.report import table
+from sglang_consumer_gpu.measure.report import table
 
 INSTALL_HINT = "pip install 'sglang-consumer-gpu[bench]' (or pip install matplotlib)"
 

@@ -1,4 +1,4 @@
-"""Timing a bench plan on the live GPU with the engine's one timer; the report after every point.
+"""Timing the bench points on the live GPU with the engine's one timer; the report after every point.
 
 Per point, both choices run through SGLang's own launchers with the config or tile given
 explicitly (:class:`~sglang_consumer_gpu.measure.moe.MoeLayer` ``gemms``: both GEMMs of the
@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sglang_consumer_gpu.bench.points import AttentionPoint, BenchPlan, Fit, MoePoint
+from sglang_consumer_gpu.bench.points import AttentionPoint, BenchPoints, MoePoint
+from sglang_consumer_gpu.families.base import Fit
+from sglang_consumer_gpu.measure.report import write_json
 from sglang_consumer_gpu.moe.validate import pair_label
-from sglang_consumer_gpu.selftest.report import write_json
 
 SCHEMA = "sglang-consumer-gpu/bench/1"
 Progress = Callable[[int, str], Any]
@@ -33,19 +34,19 @@ def would_fail(fit: Fit, limit: int) -> str:
     return f"would fail: OutOfResources, needs {fit.shared:,} B > {limit:,} B ({fit.how})"
 
 
-def document(plan: BenchPlan, environment: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    d = plan.model
+def document(points: BenchPoints, environment: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    d = points.model
     return {
         "schema": SCHEMA,
         "complete": False,
         "interrupted": False,
         "environment": environment,
-        "gpu": plan.spec.to_dict(),
+        "gpu": points.spec.to_dict(),
         "model": {
             "name": d.name,
             "config_path": d.config_path,
             "architecture": d.architecture,
-            "moe_layer": plan.shape.label if plan.shape else None,
+            "moe_layer": points.shape.label if points.shape else None,
             "attention": {
                 "kind": d.attention.kind,
                 "q_heads": d.attention.q_heads,
@@ -53,14 +54,14 @@ def document(plan: BenchPlan, environment: dict[str, Any], notes: list[str]) -> 
                 "head_dim": d.attention.head_dim,
             },
         },
-        "tp": plan.tp,
-        "ep": plan.ep,
-        "activation_dtype": plan.act,
-        "notes": [*notes, *plan.notes],
+        "tp": points.tp,
+        "ep": points.ep,
+        "activation_dtype": points.act,
+        "notes": [*notes, *points.notes],
         "timer": {},
         "compile": {},
-        "moe": [_moe_row(p, plan.spec.smem_per_block_optin) for p in plan.moe],
-        "attention": [_attention_row(p, plan.spec.smem_per_block_optin) for p in plan.attention],
+        "moe": [_moe_row(p, points.spec.smem_per_block_optin) for p in points.moe],
+        "attention": [_attention_row(p, points.spec.smem_per_block_optin) for p in points.attention],
     }
 
 
@@ -104,12 +105,12 @@ def _attention_row(p: AttentionPoint, limit: int) -> dict[str, Any]:
             "speedup": 1.0 if p.same else None}  # fmt: skip
 
 
-def _jobs(plan: BenchPlan, doc: dict[str, Any]) -> list[Any]:
+def _jobs(points: BenchPoints, doc: dict[str, Any]) -> list[Any]:
     from sglang_consumer_gpu.measure.attention import AttentionJob
     from sglang_consumer_gpu.measure.moe import MoeJob
 
     jobs: dict[str, Any] = {}
-    for p, row in zip(plan.moe, doc["moe"], strict=True):
+    for p, row in zip(points.moe, doc["moe"], strict=True):
         if row["sglang"]["status"] == "same config":
             continue
         wanted = [(p.plugin.up, p.plugin.down)]
@@ -118,7 +119,7 @@ def _jobs(plan: BenchPlan, doc: dict[str, Any]) -> list[Any]:
         for up, down in wanted:
             job = MoeJob.of(p.case, up, down)
             jobs[job.key] = job
-    for p, row in zip(plan.attention, doc["attention"], strict=True):
+    for p, row in zip(points.attention, doc["attention"], strict=True):
         if row["sglang"]["status"] == "same tile":
             continue
         tiles = [p.plugin, p.sglang] if row["sglang"]["status"] == "pending" else [p.plugin]
@@ -134,7 +135,7 @@ def _oor_bytes(exc: BaseException) -> int | None:
 
 
 def run_bench(
-    plan: BenchPlan,
+    points: BenchPoints,
     doc: dict[str, Any],
     path: Path,
     *,
@@ -146,11 +147,11 @@ def run_bench(
     On KeyboardInterrupt the document is written with ``interrupted: true`` and it re-raises."""
     from sglang_consumer_gpu.measure.compile import describe, precompile
     from sglang_consumer_gpu.measure.timer import Timer
-    from sglang_consumer_gpu.oracle.virtual import unpatched
+    from sglang_consumer_gpu.patching.registry import unpatched
 
     write_json(path, doc)
     try:
-        jobs = _jobs(plan, doc)
+        jobs = _jobs(points, doc)
         if jobs:
             t0 = time.perf_counter()
             bar = progress(len(jobs), "bench: compiling") if progress else None
@@ -175,9 +176,9 @@ def run_bench(
         with unpatched():
             for area, i in todo:
                 if area == "moe":
-                    _time_moe(plan.moe[i], doc["moe"][i], timer)
+                    _time_moe(points.moe[i], doc["moe"][i], timer)
                 else:
-                    _time_attention(plan.attention[i], doc["attention"][i], timer)
+                    _time_attention(points.attention[i], doc["attention"][i], timer)
                 write_json(path, doc)
                 if bar is not None:
                     bar.update(1)

@@ -1,7 +1,6 @@
-"""What ``sglang-consumer-gpu check`` compiles: :class:`~.item.CheckItem` and one
-provider object per area (:mod:`.moe`, :mod:`.attention`, :mod:`.int8`, and
-SGLang's own choices as the baselines), run by :mod:`.registry`.
+"""What ``sglang-consumer-gpu check`` compiles, and what its exit status says (:mod:`.registry`).
 
-Providers list their items quickly; each item compiles on the compile-only
-oracle (:mod:`sglang_consumer_gpu.oracle`) when ``check`` runs it.
+The areas are the families' ``check_providers`` (:mod:`sglang_consumer_gpu.families`); each
+item compiles on the compile-only oracle (:mod:`sglang_consumer_gpu.oracle`) when ``check``
+runs it.
 """

@@ -11,17 +11,18 @@ provider broke (raised, or failed to import what it needs): its area was not
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from sglang_consumer_gpu.checks.attention import ATTENTION, ATTENTION_BASELINE
-from sglang_consumer_gpu.checks.int8 import INT8
-from sglang_consumer_gpu.checks.item import FAIL, CheckItem, Provider, error_text
-from sglang_consumer_gpu.checks.moe import MOE, MOE_BASELINE
+from sglang_consumer_gpu.families import FAMILIES, Provider, on_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.oracle.item import FAIL, CheckItem, error_text, finish
 
-PROVIDERS: tuple[Provider, ...] = (MOE, ATTENTION, INT8)
-BASELINE_PROVIDERS: tuple[Provider, ...] = (MOE_BASELINE, ATTENTION_BASELINE)
+#: Every family's ``check`` areas, in family order.
+_ALL: tuple[Provider, ...] = tuple(p for family in FAMILIES for p in family.check_providers())
+PROVIDERS: tuple[Provider, ...] = tuple(p for p in _ALL if not p.baseline)
+BASELINE_PROVIDERS: tuple[Provider, ...] = tuple(p for p in _ALL if p.baseline)
 
 EXIT_PASS, EXIT_FAIL, EXIT_BROKEN = 0, 1, 3
 
@@ -54,24 +55,59 @@ class Broken:
 
 
 @dataclass
-class Plan:
+class Listing:
     """What ``check`` will compile: items (most pending) and the providers that broke."""
 
     items: list[CheckItem] = field(default_factory=list)
     broken: list[Broken] = field(default_factory=list)
 
 
-def plan(providers: Iterable[Provider], spec: GpuSpec, *, full: bool) -> Plan:
-    """Every provider's items for ``spec``, each labelled with its provider's area.
-    A provider that raises keeps what it listed before and is recorded as broken."""
-    out = Plan()
-    for provider in providers:
-        try:
-            for item in provider.items(spec, full=full):
-                out.items.append(replace(item, area=provider.area))
-        except Exception as exc:
-            out.broken.append(Broken(provider.area, error_text(exc)))
-    return out
+class Session:
+    """One ``check`` run on one GPU. SGLang is set up for it once -- the virtual GPU and the
+    plugin's patches decided for it -- at the first provider that drives SGLang, and each
+    provider's items are listed and compiled in its patch state (a baseline provider's: SGLang's
+    own code). Use as a context manager."""
+
+    def __init__(self, spec: GpuSpec) -> None:
+        self.spec = spec
+        self._stack = contextlib.ExitStack()
+        self._set_up = False
+        self._providers: dict[str, Provider] = {}
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _state(self, provider: Provider | None) -> contextlib.AbstractContextManager[object]:
+        if provider is None or not getattr(provider, "drives_sglang", False):
+            return contextlib.nullcontext()
+        if not self._set_up:
+            self._stack.enter_context(on_gpu(self.spec, patched=True))
+            self._set_up = True
+        return on_gpu(self.spec, patched=not provider.baseline)
+
+    def list_items(self, providers: Iterable[Provider], *, full: bool) -> Listing:
+        """Every provider's items, each labelled with its provider's area. A provider that
+        raises keeps what it listed before and is recorded as broken."""
+        out = Listing()
+        for provider in providers:
+            self._providers[provider.area] = provider
+            try:
+                with self._state(provider):
+                    for item in provider.items(self.spec, full=full):
+                        out.items.append(replace(item, area=provider.area))
+            except Exception as exc:
+                out.broken.append(Broken(provider.area, error_text(exc)))
+        return out
+
+    def finish(self, items: Iterable[CheckItem]) -> Iterator[list[CheckItem]]:
+        """Each item compiled (:func:`~sglang_consumer_gpu.oracle.item.finish`), in order, in its
+        provider's patch state."""
+        for item in items:
+            with self._state(self._providers.get(item.area)):
+                yield finish(item)
 
 
 def counted_areas(providers: Iterable[Provider], only: Sequence[str] | None) -> set[str]:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         for name in ("sglang", "sglang_consumer_gpu"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    from sglang_consumer_gpu.bench.points import default_batch_sizes, plan_bench
+    from sglang_consumer_gpu.bench.points import default_batch_sizes, list_points
     from sglang_consumer_gpu.bench.report import PlotUnavailable, plot, text
     from sglang_consumer_gpu.bench.run import document, run_bench
     from sglang_consumer_gpu.hardware import override_spec
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = live.spec
     with override_spec(spec):
-        plan = plan_bench(
+        points = list_points(
             spec,
             desc,
             tp=args.tp,
@@ -139,13 +139,13 @@ def run(args: argparse.Namespace) -> int:
             batch_sizes=batch_sizes or default_batch_sizes(args.tp, args.ep),
         )
         if args.no_attention:
-            plan.attention = []
-        doc = document(plan, environment(), list(live.notes))
+            points.attention = []
+        doc = document(points, environment(), list(live.notes))
         base = args.out / stem(spec.name, spec.smem_per_block_optin, desc.name, args.tp, args.ep)
         json_path, png_path = base.with_suffix(".json"), base.with_suffix(".png")
         status = EXIT_OK
         try:
-            run_bench(plan, doc, json_path, workers=args.workers, progress=_bar)
+            run_bench(points, doc, json_path, workers=args.workers, progress=_bar)
         except KeyboardInterrupt:
             status = EXIT_INTERRUPTED
     wrote = [str(json_path)]

@@ -24,10 +24,10 @@ import time
 from typing import Any
 
 from sglang_consumer_gpu.checks import registry
-from sglang_consumer_gpu.checks.item import FAIL, PASS, SKIP, CheckItem, finish
 from sglang_consumer_gpu.hardware import current_spec, find_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.oracle.cache import default_cache
+from sglang_consumer_gpu.oracle.item import FAIL, PASS, SKIP, CheckItem
 
 
 def register(subparsers: Any) -> None:
@@ -114,26 +114,27 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("sglang").setLevel(logging.ERROR)
 
     started = time.perf_counter()
-    listing = tqdm(providers, desc="check: listing", unit="area", delay=2.0, file=sys.stderr, leave=False)
-    with listing:  # the first provider imports SGLang (seconds)
-        plan = registry.plan(listing, spec, full=args.full)
-    for broken in plan.broken:
-        print(f"check: the {broken.area} provider broke: {broken.error}", file=sys.stderr)
     items: list[CheckItem] = []
     fails = 0
-    with tqdm(
-        plan.items, desc=f"check {spec.name}", unit="cfg", delay=2.0, file=sys.stderr, leave=False
-    ) as bar:
-        for pending in bar:
-            done = finish(pending)
-            items.extend(done)
-            failed = sum(i.status == FAIL for i in done)
-            if failed:
-                fails += failed
-                bar.set_postfix(fail=fails)
+    with registry.Session(spec) as session:
+        listing = tqdm(providers, desc="check: listing", unit="area", delay=2.0, file=sys.stderr, leave=False)
+        with listing:  # the first provider that drives SGLang imports it (seconds)
+            listed = session.list_items(listing, full=args.full)
+        for broken in listed.broken:
+            print(f"check: the {broken.area} provider broke: {broken.error}", file=sys.stderr)
+        with tqdm(
+            total=len(listed.items), desc=f"check {spec.name}", unit="cfg", delay=2.0, file=sys.stderr, leave=False
+        ) as bar:
+            for done in session.finish(listed.items):
+                bar.update(1)
+                items.extend(done)
+                failed = sum(i.status == FAIL for i in done)
+                if failed:
+                    fails += failed
+                    bar.set_postfix(fail=fails)
     seconds = time.perf_counter() - started
     counted = registry.counted_areas(providers, args.only)
-    status = registry.exit_status(items, plan.broken, counted)
+    status = registry.exit_status(items, listed.broken, counted)
     cache = default_cache()
     summary = {
         "gpu": spec.name,
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         "passed": _count(items, PASS),
         "failed": fails,
         "skipped": _count(items, SKIP),
-        "broken_providers": [{"area": b.area, "error": b.error} for b in plan.broken],
+        "broken_providers": [{"area": b.area, "error": b.error} for b in listed.broken],
         "counted_areas": sorted(counted),
         "exit_status": status,
         "seconds": round(seconds, 2),
@@ -171,11 +172,11 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"({uncounted} FAIL in SGLang's own choices: the before picture, not counted in the exit status)"
             )
-    for broken in plan.broken:
+    for broken in listed.broken:
         print(
             f"check: exit {status}: the {broken.area} provider broke, its area is not fully checked",
             file=sys.stderr,
         )
-    if not items and not plan.broken:
+    if not items and not listed.broken:
         print("check: nothing was checked (no provider produced an item)", file=sys.stderr)
     return status

@@ -3,7 +3,7 @@ is active and by which path, and what each patch will do.
 
 By default it answers from the installed files, without importing SGLang
 (which takes ~10 s): each patch's seam for the installed release is checked in
-SGLang's source with :mod:`ast` (:mod:`sglang_consumer_gpu.patches.static`),
+SGLang's source with :mod:`ast` (:mod:`sglang_consumer_gpu.patching.static`),
 and the decision is the same pure function of the GPU spec the patch makes at
 run time. Patches are applied lazily inside SGLang's own processes, so what a
 separate ``doctor`` process can report is what they *will* do there.
@@ -25,20 +25,13 @@ from typing import Any
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.cli import doctor_builds, doctor_multigpu
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
+from sglang_consumer_gpu.patching.base import Patch, Seam, Status
+from sglang_consumer_gpu.patching.decide import READY, Decision, decide
 from sglang_consumer_gpu.safety import state as safety_state
-from sglang_consumer_gpu.versions import (
-    PLUGIN_GROUP_SINCE,
-    coverage,
-    has_plugin_group,
-    in_range,
-    installed_version,
-    sglang_version,
-)
+from sglang_consumer_gpu.versions import PLUGIN_GROUP_SINCE, coverage, has_plugin_group, sglang_version
 from sglang_consumer_gpu.versions import report as version_report
 
 PTH_NAME = "sglang_consumer_gpu.pth"
-#: The status a patch gets in a static report when SGLang will be patched as its module loads.
-WILL_APPLY = "will apply"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +64,7 @@ def _entry_point_registered() -> bool:
 
 def activation_report() -> dict[str, Any]:
     from sglang_consumer_gpu import activation
-    from sglang_consumer_gpu.patches import watcher
+    from sglang_consumer_gpu.patching import watcher
 
     sw = settings.switch()
     version = sglang_version()
@@ -91,68 +84,70 @@ def activation_report() -> dict[str, Any]:
     }
 
 
-def plan(patch: Any, spec: GpuSpec | None, read: Any) -> dict[str, str]:
-    """What ``patch`` will do in SGLang's processes, from the installed source alone."""
-    from sglang_consumer_gpu.patches.base import Status
-    from sglang_consumer_gpu.patches.static import check_seam, read_source
+class _Source:
+    """The probe of :func:`~sglang_consumer_gpu.patching.decide.decide` for SGLang's installed
+    source files (no import)."""
 
+    def __init__(self, read: Any) -> None:
+        self.read = read
+        self.condition = ""
+
+    def target(self, patch: Patch, seam: Seam) -> Decision | None:
+        from sglang_consumer_gpu.patching.static import check_seam
+
+        check = check_seam(seam, self.read)
+        if not check.ok:
+            return Decision(Status.TARGET_MISSING if check.missing else Status.TARGET_CHANGED, check.problem)
+        self.condition = check.condition
+        return None
+
+    def upstream_fixed(self, patch: Patch, seam: Seam, spec: GpuSpec) -> str | None:
+        from sglang_consumer_gpu.patching.static import read_source
+
+        if patch.upstream_fixed_from_source is None:
+            return None
+        source = read_source(self.read, seam.module)
+        with override_spec(spec):
+            fixed = patch.upstream_fixed_from_source(spec, source) if source is not None else None
+        if not fixed:
+            return None
+        return f"SGLang {sglang_version()}'s own choice already fits {spec.name} ({spec.arch_name})"
+
+
+def patch_status(patch: Patch, spec: GpuSpec | None, read: Any) -> dict[str, str]:
+    """What ``patch`` will do in SGLang's processes, from the installed source alone."""
     sw = settings.switch()
     if not sw.enabled:
         return {"status": Status.DISABLED.value, "detail": f"disabled by {sw.describe()}"}
-    cov = coverage()
-    if not cov.covered and not patch.triton_only:
-        return {"status": Status.VERSION_SKIPPED.value, "detail": cov.message}
-    triton = installed_version("triton")
-    if patch.triton_versions and (triton is None or not in_range(triton, patch.triton_versions)):
-        return {
-            "status": Status.VERSION_SKIPPED.value,
-            "detail": f"triton {triton} not in {patch.triton_versions}",
-        }
+    probe = _Source(read)
+    decision = decide(patch, spec, probe)
+    if decision.status is not READY or spec is None:
+        return {"status": decision.status.value, "detail": decision.detail}
     seam = patch.current_seam()
-    if seam is None:
-        return {
-            "status": Status.VERSION_SKIPPED.value,
-            "detail": f"SGLang {cov.version} has no target for this patch (it has one in SGLang "
-            f"{patch.coverage_text()})",
-        }
-    check = check_seam(seam, read)
-    if not check.ok:
-        status = Status.TARGET_MISSING if check.missing else Status.TARGET_CHANGED
-        return {"status": status.value, "detail": check.problem}
-    if spec is None:
-        return {"status": Status.NOT_NEEDED.value, "detail": "no NVIDIA GPU visible; SGLang's own code runs"}
-    explain = patch.extra.get("explain")
-    why = ""
-    if callable(explain):
-        try:
-            why = f"; {explain(spec)}"
-        except Exception as exc:
-            why = f"; (explain failed: {exc})"
-    if not patch.needed_on(spec):
-        return {
-            "status": Status.NOT_NEEDED.value,
-            "detail": f"{spec.name} ({spec.arch_name}) does not need it{why}",
-        }
-    from_source = patch.extra.get("upstream_fixed_from_source")
-    if callable(from_source):
-        source = read_source(read, seam.module)
-        with override_spec(spec):
-            fixed = from_source(spec, source) if source is not None else None
-        if fixed:
-            return {
-                "status": Status.UPSTREAM_FIXED.value,
-                "detail": f"SGLang {cov.version}'s own choice already fits {spec.name} ({spec.arch_name})",
-            }
-    where = f"when {seam.module} is imported"
-    if check.condition:
-        where += f" (SGLang defines {seam.attr} only under `if {check.condition}:`, i.e. with CUDA present)"
-    return {"status": WILL_APPLY, "detail": f"for {spec.name} ({spec.arch_name}) {where}{why}"}
+    where = f"when {seam.module if seam else patch.target} is imported"
+    if probe.condition and seam is not None:
+        where += f" (SGLang defines {seam.attr} only under `if {probe.condition}:`, i.e. with CUDA present)"
+    return {"status": READY.value, "detail": f"for {spec.name} ({spec.arch_name}) {where}{decision.detail}"}
+
+
+def in_family_order(patches: list[Patch]) -> list[Patch]:
+    """``patches`` as the families list them (fused MoE, attention, int8, the safety net), then
+    any extra patch module's, in their order."""
+    from sglang_consumer_gpu.families import FAMILIES
+
+    order = {
+        p.name: i
+        for i, p in enumerate(
+            p for f in FAMILIES for m in f.patch_modules for p in getattr(m, "PATCHES", None) or [m.PATCH]
+        )
+    }
+    return sorted(patches, key=lambda p: order.get(p.name, len(order)))
 
 
 def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     """Everything doctor reports, as data (``do_import``: also import SGLang and apply)."""
-    from sglang_consumer_gpu.patches.catalog import builtin_patches
-    from sglang_consumer_gpu.patches.static import installed_reader
+    from sglang_consumer_gpu.patching.catalog import builtin_patches
+    from sglang_consumer_gpu.patching.static import installed_reader
 
     live = live_specs()
     target = gpu if gpu is not None else (min(live, key=lambda s: s.smem_per_block_optin) if live else None)
@@ -181,14 +176,14 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
         "mode": "import" if do_import else "static",
         "emulation": emulation_report(),
     }
-    patches = builtin_patches()
+    patches = in_family_order(builtin_patches())
     read = installed_reader() or (lambda rel: None)
     out["patches"] = {
         p.name: {
             "target": p.target,
             "why": p.why,
             "sglang_releases": p.coverage_text(),
-            **plan(p, target, read),
+            **patch_status(p, target, read),
         }
         for p in patches
     }
@@ -226,7 +221,7 @@ def emulation_report() -> dict[str, Any] | None:
 
 def _import_and_apply(target: GpuSpec | None) -> dict[str, Any]:
     from sglang_consumer_gpu import activation
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     print(
         "doctor: importing SGLang's patch targets and applying the patches here (about 10 s)...",
@@ -241,7 +236,9 @@ def _import_and_apply(target: GpuSpec | None) -> dict[str, Any]:
     else:
         activation.activate(path="doctor")
         results = registry.apply_all(disabled_reason=reason)
-    return {p.name: {"target": p.target, **results[p.name].to_dict()} for p in registry.patches()}
+    return {
+        p.name: {"target": p.target, **results[p.name].to_dict()} for p in in_family_order(registry.patches())
+    }
 
 
 def _advice(data: dict[str, Any]) -> list[str]:

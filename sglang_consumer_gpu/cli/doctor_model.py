@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     def evaluate(argv: Sequence[str], d: ModelDescription, other: bool = False) -> Assessment:
         def run_in(model_dir: str) -> Assessment:
-            result = planner.plan(
+            result = planner.judge(
                 spec,
                 d,
                 model_dir,

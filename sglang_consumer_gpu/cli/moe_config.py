@@ -1,19 +1,23 @@
 """``sglang-consumer-gpu moe-config``: which fused-MoE config each batch size gets.
 
-For every batch size of the standard grid (1 .. 4096): the config the patched
-lookup returns on the given GPU, where it came from (user / bundled / sglang
-file, or heuristic) and the shared memory the compile-only oracle measures
+For every batch size of the standard grid (1 .. 4096): the config SGLang runs
+on the given GPU with the plugin (:func:`sglang_consumer_gpu.families.moe.plugin_choice`),
+where it came from (user / bundled / sglang file, or heuristic; SGLang's own where
+the plugin does not act) and the shared memory the compile-only oracle measures
 for it on that GPU's architecture (``--no-oracle``: the analytic bound only).
+It names the config files SGLang asks for (int8_w8a8 without a block shape is
+per-channel, as SGLang's w8a8_int8 method asks).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
+from sglang_consumer_gpu.families import moe as moe_family
 from sglang_consumer_gpu.hardware import current_spec, find_gpu
-from sglang_consumer_gpu.moe.lookup import choose
 from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape, dtype_label, parse_dtype
 from sglang_consumer_gpu.moe.smem import estimate_shared
 
@@ -48,7 +52,7 @@ def _shape(args: argparse.Namespace) -> MoeShape:
     if args.model:
         from sglang_consumer_gpu.models import load_model, moe_shape
 
-        return moe_shape(load_model(args.model), args.tp, args.ep)
+        return moe_family.as_sglang_asks(moe_shape(load_model(args.model), args.tp, args.ep))
     missing = [f"--{n}" for n in ("E", "N", "K", "topk") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"give --model PATH or all of --E --N --K --topk (missing {' '.join(missing)})")
@@ -61,7 +65,8 @@ def _shape(args: argparse.Namespace) -> MoeShape:
                 f"--block-shape {args.block_shape!r}: expected two integers like 128,128"
             ) from None
         block = (bn, bk)
-    return MoeShape(args.E, args.N, args.K, args.topk, parse_dtype(args.dtype), block, args.per_channel)
+    shape = MoeShape(args.E, args.N, args.K, args.topk, parse_dtype(args.dtype), block, args.per_channel)
+    return moe_family.as_sglang_asks(shape)
 
 
 def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple[int | None, str]:
@@ -71,6 +76,25 @@ def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple
         return layer_shared(spec, shape, M, config), "oracle"
     except Exception as exc:
         return None, f"oracle unavailable: {type(exc).__name__}: {exc}"
+
+
+def _row(spec: Any, shape: MoeShape, M: int, *, no_oracle: bool) -> dict[str, Any]:
+    c = moe_family.plugin_choice(spec, shape, M)
+    cfg = c.up
+    est = estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability) if cfg else None
+    shared, how = (None, "skipped") if no_oracle or not cfg else _oracle(spec, shape, M, cfg)
+    return {
+        "M": M,
+        "config": cfg,
+        "source": c.source,
+        "path": c.path,
+        "file_batch": c.file_batch,
+        "shared_estimate": est,
+        "shared_oracle": shared,
+        "oracle": how,
+        "limit": spec.smem_per_block_optin,
+        "fits": None if shared is None else shared <= spec.smem_per_block_optin,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,31 +110,22 @@ def run(args: argparse.Namespace) -> int:
         )
     rows = []
     worst_fail = False
-    for M in STANDARD_BATCH_GRID:
-        c = choose(M, shape, spec)
-        cfg = c.config
-        est = estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability) if cfg else None
-        shared, how = (None, "skipped") if args.no_oracle or not cfg else _oracle(spec, shape, M, cfg)
-        fits = None if shared is None else shared <= spec.smem_per_block_optin
-        worst_fail |= fits is False
-        rows.append(
-            {
-                "M": M,
-                "config": cfg,
-                "source": c.source,
-                "path": c.path,
-                "file_batch": c.file_batch,
-                "shared_estimate": est,
-                "shared_oracle": shared,
-                "oracle": how,
-                "limit": spec.smem_per_block_optin,
-                "fits": fits,
-            }
-        )
+    with contextlib.ExitStack() as stack:
+        if not args.no_oracle:  # one virtual GPU for every compile below (SGLang is imported once)
+            from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+
+            with contextlib.suppress(Exception):  # no oracle here: each row says why
+                stack.enter_context(virtual_gpu(spec))
+        for M in STANDARD_BATCH_GRID:
+            rows.append(_row(spec, shape, M, no_oracle=args.no_oracle))
+            worst_fail |= rows[-1]["fits"] is False
+    up_file, down_file = moe_family.file_names(spec, shape)
     if args.json:
-        print(json.dumps({"gpu": spec.to_dict(), "shape": shape.label, "rows": rows}, indent=1))
+        files = {"up": up_file, "down": down_file}
+        print(json.dumps({"gpu": spec.to_dict(), "shape": shape.label, "sglang_asks_for": files, "rows": rows}, indent=1))
     else:
         print(f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B shared/block), {shape.label}")
+        print(f"SGLang asks for {up_file} (down GEMM: {down_file})")
         print(
             f"{'M':>5}  {'BM':>3} {'BN':>3} {'BK':>3} {'G':>2} {'w':>1} {'s':>1}  {'shared':>7}  {'fits':>4}  source"
         )

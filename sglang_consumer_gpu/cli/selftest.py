@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         except NoGpu as exc:
             doc = no_gpu_document(str(exc), mode)
             if args.out:
-                from sglang_consumer_gpu.selftest.report import write_json
+                from sglang_consumer_gpu.measure.report import write_json
 
                 write_json(args.out, doc)
             if args.json:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("sglang", "sglang_consumer_gpu"):
             logging.getLogger(name).setLevel(logging.ERROR)
     layers, dims, model_notes = model_inputs(args, spec)
-    from sglang_consumer_gpu.selftest.live import sglang_version
+    from sglang_consumer_gpu.measure.common import sglang_version
     from sglang_consumer_gpu.selftest.plan import build_plan
 
     plan = build_plan(spec, sglang=sglang_version(), quick=args.quick, model_shapes=layers, model_attention=dims,
@@ -156,9 +156,11 @@ def _bar(total: int, desc: str) -> Any:
 
 
 def _run(plan: Any, notes: list[str], args: argparse.Namespace) -> int:
+    from sglang_consumer_gpu.families.cases import FAIL
     from sglang_consumer_gpu.measure.common import environment
-    from sglang_consumer_gpu.selftest.report import Report, result_table, write_json
-    from sglang_consumer_gpu.selftest.run import FAIL, session
+    from sglang_consumer_gpu.measure.report import write_json
+    from sglang_consumer_gpu.selftest.report import Report, result_table
+    from sglang_consumer_gpu.selftest.run import session
 
     started = time.perf_counter()
     results: list[Any] = []

@@ -313,7 +313,7 @@ def install() -> int | ArchEmulation | None:
     """Arm the hooks the environment asks for (now, for a target already imported): the
     arch-faithful emulation, else the limit; returns what is emulated, or None."""
     from sglang_consumer_gpu import settings
-    from sglang_consumer_gpu.patches import watcher
+    from sglang_consumer_gpu.patching import watcher
 
     emulation = None
     if settings.emulated_gpu_name() is not None:

@@ -4,8 +4,7 @@ One module per kernel area, each with inputs for a shape (random data, NaN-poiso
 a run through SGLang's own launcher with a given config or tile, a float32/float64 torch
 reference with a justified error bound, and compile jobs for :mod:`.compile`:
 
-- :mod:`.moe`: fused MoE, both GEMMs (``MoeCase``, ``MoeLayer``, ``MoeJob``,
-  ``sglang_default_config``);
+- :mod:`.moe`: fused MoE, both GEMMs (``MoeCase``, ``MoeLayer``, ``MoeJob``);
 - :mod:`.attention`: extend and context (prefill) attention (``ExtendCase``/``ExtendRun``,
   ``PrefillCase``/``PrefillRun``, ``AttentionJob``, ``extend_choices``/``prefill_choices``:
   the tiles the plugin and SGLang's branches choose);

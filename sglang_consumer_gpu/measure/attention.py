@@ -7,8 +7,8 @@
   ``attention-extend-blocks`` patch replaces -- keeping SGLang's BLOCK_DMODEL/DPE/DV.
 - Context attention (``prefill_attention.context_attention_fwd``, the vision encoders): its
   tile is a local constant, so the launch is rewritten as the plugin's
-  ``attention-prefill-blocks`` patch rewrites it (:class:`~sglang_consumer_gpu.patches.
-  attention_launch.LaunchFilter`): BLOCK_M = BLOCK_N = the tile, its warps, and the grid's
+  ``attention-prefill-blocks`` patch rewrites it (:class:`~sglang_consumer_gpu.patching.
+  launch_filter.LaunchFilter`): BLOCK_M = BLOCK_N = the tile, its warps, and the grid's
   last axis recomputed as ``cdiv(max_len, BLOCK_M)``.
 
 ``tile=None`` runs whatever SGLang (and the plugin, if active) chooses. Inputs are random
@@ -29,9 +29,10 @@ from typing import Any
 
 from sglang_consumer_gpu.measure.common import TF32_ROUNDOFF, UNIT_ROUNDOFF, Check, judge
 from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill
 
-EXTEND = "sglang.kernels.ops.attention.extend_attention"
-PREFILL = "sglang.kernels.ops.attention.prefill_attention"
+EXTEND = attention_extend.MODULE
+PREFILL = attention_prefill.MODULE
 VARIANTS = ("causal", "sliding_window", "logit_cap", "custom_mask")
 SLIDING_WINDOW = 64
 LOGIT_CAP = 20.0
@@ -343,7 +344,7 @@ def sglang_prefill_tile(head_dim: int, capability: tuple[int, int]) -> PrefillTi
     ``capability`` (read from the launch it makes, with ``meta`` tensors: nothing runs)."""
     import torch
 
-    from sglang_consumer_gpu.patches.attention_launch import swap_kernel
+    from sglang_consumer_gpu.patching.launch_filter import swap_kernel
 
     pa = _module(PREFILL)
     q = torch.empty(64, 1, head_dim, device="meta", dtype=torch.bfloat16)
@@ -361,7 +362,7 @@ def prefill_tile(pa: Any, tile: PrefillTile | None, max_len: int) -> Iterator[No
     if tile is None:
         yield
         return
-    from sglang_consumer_gpu.patches.attention_launch import LaunchFilter, swap_kernel
+    from sglang_consumer_gpu.patching.launch_filter import LaunchFilter, swap_kernel
 
     block, warps = tile
 

@@ -83,13 +83,13 @@ def environment() -> dict[str, Any]:
         "capability": list(torch.cuda.get_device_capability()) if cuda else None,
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "sglang": _sglang_version(),
+        "sglang": sglang_version(),
         "sgl_kernel": report().get("sgl-kernel"),
         "python": platform.python_version(),
     }
 
 
-def _sglang_version() -> str | None:
+def sglang_version() -> str | None:
     """SGLang's version from its metadata, or from the imported package (a carried copy)."""
     from sglang_consumer_gpu.versions import installed_version
 

@@ -49,11 +49,7 @@ from typing import Any
 from sglang_consumer_gpu.measure.common import UNIT_ROUNDOFF, Check, judge, worst
 from sglang_consumer_gpu.measure.timer import device_l2, rotation_slots
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
-
-KERNELS = "sglang.kernels.ops.moe.fused_moe_triton_kernels"
-ALIGN = "sglang.srt.layers.moe.moe_runner.triton_utils.moe_align_block_size"
-ACTIVATION = "sglang.kernels.ops.activation.activation"
-CONFIG_MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config"
+from sglang_consumer_gpu.patches import moe_config
 
 #: The keys of a fused-MoE config that reach the kernel launch.
 CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
@@ -101,7 +97,7 @@ def launch_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def kernels() -> Any:
     """SGLang's fused-MoE launcher module."""
-    return importlib.import_module(KERNELS)
+    return importlib.import_module(moe_config.LAUNCHER.module)
 
 
 # ------------------------------------------------------------------------------ the case
@@ -398,7 +394,7 @@ def align(topk_ids: Any, block_m: int, num_experts: int) -> Alignment:
     """Routing buffers: SGLang's ``moe_align_block_size`` when it runs and its result checks
     out (sgl-kernel on a GPU), else :func:`torch_align`; ``path`` says which."""
     try:
-        mod = importlib.import_module(ALIGN)
+        mod = importlib.import_module(moe_config.ALIGN.module)
         bufs = mod.moe_align_block_size(topk_ids, block_m, num_experts)
         if alignment_ok(topk_ids, block_m, bufs):
             return Alignment(*bufs, path="sglang moe_align_block_size")
@@ -418,7 +414,7 @@ def silu_and_mul(x: Any) -> tuple[Any, str]:
 
     d = x.shape[-1] // 2
     try:
-        fn = importlib.import_module(ACTIVATION).silu_and_mul
+        fn = getattr(importlib.import_module(moe_config.ACTIVATION.module), moe_config.ACTIVATION.attr)
         out = torch.empty(x.shape[0], d, device=x.device, dtype=x.dtype)
         fn(x, out)
         return out, "sglang silu_and_mul"
@@ -712,18 +708,3 @@ class MoeJob:
         layer = MoeLayer(self.case, slots=1, experts=1)
         layer.gemms(dict(self.config), dict(self.down_config) if self.down_config else None)(0)
         layer.torch.cuda.synchronize()
-
-
-# ------------------------------------------------------------------------------ SGLang's own choice
-
-
-def sglang_default_config(spec: Any, shape: MoeShape, M: int) -> dict[str, Any]:
-    """SGLang's ``get_default_config`` as it answers on ``spec`` (a virtual GPU, the plugin's
-    patches reverted): SGLang's own choice where no tuned file exists."""
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-
-    cfgmod = importlib.import_module(CONFIG_MODULE)
-    block = list(shape.block_shape) if shape.block_shape else None
-    with virtual_gpu(spec, patched=False):
-        cfg = cfgmod.get_default_config(M, shape.E, shape.N, shape.K, shape.topk, shape.dtype, False, block)
-    return dict(cfg)

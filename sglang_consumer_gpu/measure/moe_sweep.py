@@ -9,9 +9,9 @@ Two halves, so that a GPU machine only times:
    ({16,32,64} for the three fastest configs of each point), 8 warps only for tiles of at least
    64x128, 4 warps only up to 128x128, and per tile only the two deepest pipelines that fit by
    the analytic bound (:func:`deepest`). :func:`prove_space` keeps the configs the
-   compile-only oracle proves fit the GPU (both GEMMs, SGLang's own launcher);
-   :func:`plan_points` adds, per batch size, SGLang's default as it answers on that GPU and the
-   plugin's heuristic.
+   compile-only oracle proves fit the GPU (both GEMMs, SGLang's own launcher); a plan adds, per
+   batch size, SGLang's default as it answers on that GPU
+   (:func:`sglang_consumer_gpu.families.moe.sglang_default`) and the plugin's heuristic.
 2. **Sweep** (the GPU, :func:`run_sweep`): compile everything in parallel processes; time each
    candidate once (one graph-timed sample set per config, early exit for configs whose eager
    launch is already over twice the best so far); compile and time the GROUP_SIZE_M refinement
@@ -112,15 +112,6 @@ def prove_space(spec: Any, shape: MoeShape, workers: int) -> tuple[list[dict[str
         if sh is not None and sh <= spec.smem_per_block_optin
     ]
     return proven, len(cands)
-
-
-def plan_points(spec: Any, shape: MoeShape, grid: Iterable[int]) -> list[dict[str, Any]]:
-    """Per batch size: SGLang's default on ``spec`` and the plugin's heuristic."""
-    from sglang_consumer_gpu.measure.moe import sglang_default_config
-    from sglang_consumer_gpu.moe.heuristic import heuristic_config
-
-    return [{"M": M, "default": sglang_default_config(spec, shape, M), "heuristic": heuristic_config(M, shape, spec)}
-            for M in grid]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ sweep (GPU)

@@ -16,7 +16,6 @@ Anything else raises :class:`QuantizationNotUnderstood` naming the field.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sglang_consumer_gpu.models.description import Attention, ModelDescription, Moe, Quantization
@@ -311,9 +310,3 @@ def describe(cfg: dict[str, Any], *, name: str = "", config_path: str = "") -> M
         config_path=config_path,
         notes=tuple(notes),
     )
-
-
-def layer_of(pattern: str) -> int | None:
-    """The layer index a module pattern names (``model.layers.3.mlp`` -> 3), or None."""
-    m = re.search(r"layers\.(\d+)\.", pattern)
-    return int(m.group(1)) if m else None

@@ -21,7 +21,7 @@ scale per K tile, so BLOCK_SIZE_K must divide the quant block's K.
 Both GEMMs of the layer share one config, and the second one (``w2``) reduces
 over N, the per-GPU intermediate size, which tensor parallelism makes short
 (Qwen3-235B-A22B at TP4: N = 384). Outside the decode regime two rules follow
-(v2, docs/moe.md "Heuristic v2"), both pure functions of the shape:
+(v2, docs/lab/moe.md "Heuristic v2"), both pure functions of the shape:
 
 * K padding: BLOCK_SIZE_K is halved while it pads either reduction (N or K)
   by more than 1/8 (N = 384 at BLOCK_SIZE_K 256 is two K steps, the second
@@ -29,7 +29,7 @@ over N, the per-GPU intermediate size, which tensor parallelism makes short
 * Pipeline depth: at most ``ceil(min(N, K) / BLOCK_SIZE_K) + 1`` stages; a
   pipeline deeper than the shorter K loop only holds shared memory.
 
-The decode regime (v5, docs/moe.md "Heuristic v5") is a table over one quantity,
+The decode regime (v5, docs/lab/moe.md "Heuristic v5") is a table over one quantity,
 the blocks per SM the grid gives (:func:`_blocks_per_sm`): weights are streamed
 once, and what keeps enough loads in flight is blocks times stages. Few blocks
 per SM take a deep pipeline, many take a shallow one (more blocks resident);
@@ -84,13 +84,6 @@ def batch_bucket(M: int) -> int:
 def expected_active_experts(tokens: int, E: int) -> float:
     """Expected number of distinct experts hit by ``tokens`` uniform routings."""
     return E * (1.0 - (1.0 - 1.0 / E) ** tokens)
-
-
-def _pow2_at_least(x: float, lo: int, hi: int) -> int:
-    v = lo
-    while v < x and v < hi:
-        v *= 2
-    return v
 
 
 def _k_padding(bk: int, length: int) -> float:

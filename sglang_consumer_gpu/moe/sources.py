@@ -149,16 +149,46 @@ def sglang_config_root() -> Path | None:
     return None
 
 
+#: The sources in lookup order (the module docstring says what each is).
+SOURCES = ("user", "sglang-env", "bundled", "sglang")
+
+
+def roots() -> list[tuple[str, Path, bool, bool]]:
+    """(source, directory, has ``triton_X_Y_Z/`` sub-directories, has files of its own) for
+    every source there is, in lookup order."""
+    out = [("user", settings.user_moe_config_dir(), True, True)]
+    env_dir = os.environ.get("SGLANG_MOE_CONFIG_DIR")
+    if env_dir:
+        out.append(("sglang-env", Path(env_dir) / "configs", True, False))
+    out.append(("bundled", BUNDLED_DIR, False, True))
+    root = sglang_config_root()
+    if root is not None:
+        out.append(("sglang", root, True, False))
+    return out
+
+
+def directories(sources: tuple[str, ...] = SOURCES) -> list[Path]:
+    """Every directory of ``sources`` the lookup reads files from, in lookup order (the
+    ``triton_*`` sub-directories by name)."""
+    out: list[Path] = []
+    for source, root, versioned, flat in roots():
+        if source not in sources:
+            continue
+        if flat:
+            out.append(root)
+        if versioned:
+            try:
+                out += sorted(p for p in root.iterdir() if p.name.startswith("triton_") and _is_dir(p))
+            except OSError:
+                continue
+    return out
+
+
 def candidates(key: ConfigKey, device_name: str) -> Iterator[tuple[str, Path]]:
     """Every (source, path) to try for ``key``, in lookup order (files may not exist)."""
     name = config_file_name(key, device_name)
-    user = settings.user_moe_config_dir()
-    yield from (("user", p) for p in versioned_candidates(user, name))
-    yield "user", user / name
-    env_dir = os.environ.get("SGLANG_MOE_CONFIG_DIR")
-    if env_dir:
-        yield from (("sglang-env", p) for p in versioned_candidates(Path(env_dir) / "configs", name))
-    yield "bundled", BUNDLED_DIR / name
-    root = sglang_config_root()
-    if root is not None:
-        yield from (("sglang", p) for p in versioned_candidates(root, name))
+    for source, root, versioned, flat in roots():
+        if versioned:
+            yield from ((source, p) for p in versioned_candidates(root, name))
+        if flat:
+            yield source, root / name

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.oracle.launch import capture_launches
+from sglang_consumer_gpu.oracle.capture import capture_launches
 from sglang_consumer_gpu.oracle.target import Resources, compile_only
 
 __all__ = ["Resources", "compile_only", "compile_resources"]

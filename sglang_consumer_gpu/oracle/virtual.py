@@ -20,8 +20,11 @@ block:
   (or deleted, when they did not exist) on exit;
 - SGLang's runtime config (``get_exec()``) answer its declared defaults where
   no server has published one (see :data:`EXEC_READERS`);
-- :func:`~sglang_consumer_gpu.hardware.override_spec` answer the spec, and the
-  plugin's patches be re-evaluated for it (``registry.apply_loaded``).
+- :func:`~sglang_consumer_gpu.hardware.override_spec` answer the spec.
+
+Whether the plugin's patches act inside is not the virtual GPU's business: the caller
+decides (:func:`sglang_consumer_gpu.families.on_gpu` does both). A block nested in one for
+the same spec changes nothing, so a whole ``check`` run sets the virtual GPU up once.
 
 The modules in :data:`PRELOAD` are imported *before* anything is faked, so
 their import-time constants are computed for the real machine and only the
@@ -48,6 +51,8 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.current import override_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill, moe_config
+from sglang_consumer_gpu.patching.base import Seam
 
 logger = logging.getLogger(__name__)
 
@@ -59,30 +64,32 @@ _LRU_WRAPPER = functools._lru_cache_wrapper
 #: (SGLang's ``is_sm90_supported`` wants >= 12.3, Blackwell checks >= 12.8).
 VIRTUAL_CUDA_VERSION = "12.9"
 
+
+def _cuda(spec: GpuSpec) -> dict[str, Any]:
+    return {"_is_cuda": True, "_is_hip": False, "CUDA_CAPABILITY": spec.capability}
+
+
 #: SGLang modules whose import-time constants describe the GPU, and what they
 #: become for a spec. Extend this (module name -> function of the spec) when a
 #: new kernel module caches the capability at import.
 MODULE_CONSTANTS: dict[str, Callable[[GpuSpec], dict[str, Any]]] = {
-    "sglang.kernels.ops.attention.extend_attention": lambda s: {
-        "_is_cuda": True,
-        "_is_hip": False,
-        "CUDA_CAPABILITY": s.capability,
-    },
-    "sglang.kernels.ops.attention.prefill_attention": lambda s: {
-        "_is_cuda": True,
-        "_is_hip": False,
-        "CUDA_CAPABILITY": s.capability,
-    },
-    "sglang.kernels.ops.attention.decode_attention": lambda s: {"_is_hip": False},
-    "sglang.kernels.ops.moe.fused_moe_triton_kernels": lambda s: {"_is_cuda": True, "_is_hip": False},
-    "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config": lambda s: {"_is_hip": False},
+    attention_extend.MODULE: _cuda,
+    attention_prefill.MODULE: _cuda,
+    attention_extend.DECODE.module: lambda s: {"_is_hip": False},
+    moe_config.LAUNCHER.module: lambda s: {"_is_cuda": True, "_is_hip": False},
+    moe_config.MODULE: lambda s: {"_is_hip": False},
 }
+
+#: SGLang's own device helpers (not a kernel family's): the NVML shortcut of ``get_device_sm``
+#: and the JIT kernels' architecture probe.
+SGLANG_COMMON = "sglang.srt.utils.common"
+SGLANG_JIT_ARCH = "sglang.kernels.jit.utils.arch"
 
 #: Functions replaced inside the block: (module, attribute) -> replacement
 #: factory. ``get_device_sm`` asks NVML before torch when CUDA is not
 #: initialised; NVML would describe the real GPU (or fail), not the spec.
 MODULE_FUNCTIONS: dict[tuple[str, str], Callable[[GpuSpec], Callable[..., Any]]] = {
-    ("sglang.srt.utils.common", "_get_device_sm_via_nvml"): lambda s: lambda: s.arch,
+    (SGLANG_COMMON, "_get_device_sm_via_nvml"): lambda s: lambda: s.arch,
 }
 
 #: Names a module imports only when CUDA is present at import time
@@ -90,33 +97,33 @@ MODULE_FUNCTIONS: dict[tuple[str, str], Callable[[GpuSpec], Callable[..., Any]]]
 #: module, name). Inside the block they are bound (if missing) so SGLang's
 #: CUDA code path runs; SGLang's JIT ops used here have fake (meta) impls.
 CUDA_ONLY_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("sglang.kernels.ops.quantization.fp8_kernel", "per_token_group_quant"): (
-        "sglang.kernels.ops.quantization.per_token_group_quant",
-        "per_token_group_quant",
+    (moe_config.QUANT_FP8, "per_token_group_quant"): (
+        moe_config.QUANT_GROUP.module,
+        moe_config.QUANT_GROUP.attr,
     ),
-    ("sglang.kernels.ops.quantization.fp8_kernel", "sgl_per_tensor_quant_fp8"): (
-        "sglang.kernels.ops.quantization.per_tensor_quant_fp8",
-        "per_tensor_quant_fp8",
+    (moe_config.QUANT_FP8, "sgl_per_tensor_quant_fp8"): (
+        moe_config.QUANT_TENSOR_FP8.module,
+        moe_config.QUANT_TENSOR_FP8.attr,
     ),
-    ("sglang.kernels.ops.quantization.fp8_kernel", "sgl_per_token_quant_fp8"): (
-        "sglang.kernels.ops.quantization",
-        "sgl_per_token_quant_fp8",
+    (moe_config.QUANT_FP8, "sgl_per_token_quant_fp8"): (
+        moe_config.QUANT_TOKEN_FP8.module,
+        moe_config.QUANT_TOKEN_FP8.attr,
     ),
-    ("sglang.kernels.ops.quantization.int8_kernel", "per_token_group_quant"): (
-        "sglang.kernels.ops.quantization.per_token_group_quant",
-        "per_token_group_quant",
+    (moe_config.QUANT_INT8, "per_token_group_quant"): (
+        moe_config.QUANT_GROUP.module,
+        moe_config.QUANT_GROUP.attr,
     ),
 }
 
 #: Imported before anything is faked (see the module docstring).
 PRELOAD: tuple[str, ...] = (
-    "sglang.srt.utils.common",
-    "sglang.kernels.jit.utils.arch",
-    "sglang.kernels.ops.moe.fused_moe_triton_kernels",
-    "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config",
-    "sglang.kernels.ops.attention.extend_attention",
-    "sglang.kernels.ops.attention.decode_attention",
-    "sglang.kernels.ops.attention.prefill_attention",
+    SGLANG_COMMON,
+    SGLANG_JIT_ARCH,
+    moe_config.LAUNCHER.module,
+    moe_config.MODULE,
+    attention_extend.MODULE,
+    attention_extend.DECODE.module,
+    attention_prefill.MODULE,
 )
 
 
@@ -216,7 +223,9 @@ def _restore(saved: list[tuple[Any, str, Any]]) -> None:
 
 #: Modules that read SGLang's runtime config through ``get_exec()`` in code the
 #: oracle calls (``get_default_config``, ``get_moe_configs``).
-EXEC_READERS: tuple[str, ...] = ("sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config",)
+EXEC_READERS: tuple[str, ...] = (moe_config.MODULE,)
+#: Where SGLang declares that config's fields (their defaults stand in outside a server).
+EXEC_FIELDS = Seam(">=0.5.20", "sglang.srt.arg_groups.fields.exec_", "ExecDeterministic")
 
 
 def _default_exec() -> Any:
@@ -226,10 +235,10 @@ def _default_exec() -> Any:
     from types import SimpleNamespace
 
     try:
-        from sglang.srt.arg_groups.fields.exec_ import ExecDeterministic
+        fields = importlib.import_module(EXEC_FIELDS.module)
     except ImportError:  # a trimmed SGLang (the device loader): its declared default
         return SimpleNamespace(deterministic=SimpleNamespace(enable_deterministic_inference=False))
-    return SimpleNamespace(deterministic=ExecDeterministic())
+    return SimpleNamespace(deterministic=getattr(fields, EXEC_FIELDS.attr)())
 
 
 def _exec_fallbacks(saved: list[tuple[Any, str, Any]]) -> None:
@@ -253,40 +262,19 @@ def _preload(modules: Iterable[str]) -> None:
             logger.debug("virtual_gpu: cannot preload %s: %s", name, exc)
 
 
-def _reapply_patches() -> None:
-    from sglang_consumer_gpu import settings
-    from sglang_consumer_gpu.patches import registry
-
-    switch = settings.switch()
-    registry.apply_loaded(None if switch.enabled else f"disabled by {switch.describe()}", sglang_only=True)
+#: The specs of the virtual GPUs entered in this process, innermost last.
+_active: list[GpuSpec] = []
 
 
 @contextlib.contextmanager
-def unpatched() -> Iterator[None]:
-    """SGLang's own code inside the block: every plugin patch of SGLang is
-    reverted on entry and re-applied (for the modules loaded by then) on exit.
-    The Triton-level safety net is process state, not a capability answer:
-    it stays as it was (its guard reads the GPU spec at compile time)."""
-    from sglang_consumer_gpu.patches import registry
-
-    with _lock:
-        registry.revert_all(sglang_only=True)
-        try:
-            yield
-        finally:
-            _reapply_patches()
-
-
-@contextlib.contextmanager
-def virtual_gpu(
-    spec: GpuSpec, *, preload: Iterable[str] = PRELOAD, patched: bool = True
-) -> Iterator[GpuSpec]:
-    """Inside the block, SGLang (and the plugin) see ``spec`` as the GPU.
-
-    ``patched=True`` re-evaluates the plugin's patches for ``spec`` on entry
-    (what a user with that GPU runs); ``patched=False`` runs SGLang's own code
-    (see :func:`unpatched`), for before/after comparisons.
-    """
+def virtual_gpu(spec: GpuSpec, *, preload: Iterable[str] = PRELOAD) -> Iterator[GpuSpec]:
+    """Inside the block, SGLang (and the plugin) see ``spec`` as the GPU (see the module
+    docstring). Inside a block for the same spec it changes nothing."""
+    if _active and _active[-1] == spec:
+        with _lock:
+            _preload(m for m in preload if m not in sys.modules)
+            yield spec
+        return
     import torch
 
     _preload(preload)
@@ -315,20 +303,11 @@ def virtual_gpu(
                     _set_attrs(mod, {attr: value}, saved)
             _exec_fallbacks(saved)
             clear_sglang_caches()
+            _active.append(spec)
             with override_spec(spec):
-                if patched:
-                    _reapply_patches()
-                    yield spec
-                else:
-                    with unpatched():
-                        # The clear above ran while the patches hid SGLang's own cached
-                        # functions (get_moe_configs is an lru_cache): clear them now, and
-                        # again before the patches cover them up on the way out.
-                        clear_sglang_caches()
-                        try:
-                            yield spec
-                        finally:
-                            clear_sglang_caches()
+                yield spec
         finally:
+            if _active and _active[-1] is spec:
+                _active.pop()
             _restore(saved)
             clear_sglang_caches()

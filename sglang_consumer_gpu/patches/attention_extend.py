@@ -52,8 +52,9 @@ from typing import Any
 from sglang_consumer_gpu.attention import HEAD_DIMS, extend_tile, tile_fits
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch, Seam
-from sglang_consumer_gpu.patches.static import function_from_source
+from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.static import function_from_source
+from sglang_consumer_gpu.safety.rules import ShrinkRule
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -69,6 +70,37 @@ SEAMS = (
     ),
     Seam(">=0.5.16", MODULE, ATTR, ("Lq", "Lv"), ("extend_attention_fwd",)),
 )
+
+# The attention family's other SGLang paths (the launchers the oracle dry-runs, the live engine
+# runs and the safety net's rules name; context attention's are in ``attention_prefill``):
+EXTEND = Seam(">=0.5.16", MODULE, "extend_attention_fwd")
+EXTEND_UNIFIED = Seam(">=0.5.16", MODULE, "extend_attention_fwd_unified")
+DENSE_PREFILL = Seam(">=0.5.16", MODULE, "dense_prefill_attention_fwd")
+DECODE = Seam(">=0.5.16", "sglang.kernels.ops.attention.decode_attention", "decode_attention_fwd")
+
+#: The safety net's rules for the extend-attention kernels (see :mod:`sglang_consumer_gpu.safety.rules`);
+#: unified extend (deterministic inference) fixes its numerics with its tile: stages only.
+SHRINK_RULES: tuple[ShrinkRule, ...] = (
+    ShrinkRule(
+        kernel="_fwd_kernel",
+        modules=(MODULE,),
+        params=("BLOCK_N", "BLOCK_N_PREFIX"),
+        minimum=16,
+        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N/BLOCK_N_PREFIX are only the KV-loop "
+        "steps of the online softmax (masked tail)",
+        hint="use another attention backend (--attention-backend flashinfer) for this model",
+    ),
+    ShrinkRule(
+        kernel="_fwd_kernel_dense_prefill",
+        modules=(MODULE,),
+        params=("BLOCK_N",),
+        minimum=16,
+        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N is only the KV-loop step (masked "
+        "tail, full-tile bound rounded down to BLOCK_N)",
+        hint="use another attention backend (--attention-backend flashinfer) for this model",
+    ),
+)
+NUMERICS_FIXED: dict[str, tuple[str, ...]] = {"_fwd_kernel_unified": (MODULE,)}
 
 
 def sglang_tile_fits(spec: GpuSpec, blocks: tuple[int, ...]) -> bool:
@@ -156,5 +188,5 @@ PATCH = Patch(
     build=_build,
     upstream_fixed=upstream_fixed,
     needed_on=needed_on,
-    extra={"upstream_fixed_from_source": upstream_fixed_from_source},
+    upstream_fixed_from_source=upstream_fixed_from_source,
 )

@@ -44,8 +44,8 @@ from typing import Any
 from sglang_consumer_gpu.attention import prefill_tile, tile_fits
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.attention_launch import LaunchFilter, dtype_bytes, swap_kernel
-from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.launch_filter import LaunchFilter, dtype_bytes, swap_kernel
 
 MODULE = "sglang.kernels.ops.attention.prefill_attention"
 ATTR = "context_attention_fwd"

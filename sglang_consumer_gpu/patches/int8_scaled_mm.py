@@ -44,7 +44,7 @@ from types import ModuleType
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patching.base import Patch, Seam
 
 logger = logging.getLogger("sglang_consumer_gpu.int8")
 
@@ -97,5 +97,5 @@ PATCH = Patch(
     build=build,
     needed_on=needed_on,
     upstream_fixed=upstream_fixed,
-    extra={"explain": explain},
+    explain=explain,
 )

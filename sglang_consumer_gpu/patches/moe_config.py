@@ -46,7 +46,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from sglang_consumer_gpu.patches.base import Patch, Seam
+from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.safety.rules import ShrinkRule
 
 logger = logging.getLogger("sglang_consumer_gpu.moe")
 
@@ -70,6 +71,46 @@ DEFAULT_CONFIG_SEAMS = (
     Seam(">=0.4.9,<0.5.2", _V04, "get_default_config", _DEFAULT, _CALLER),
     Seam(">=0.5.2,<0.5.11", _V05, "get_default_config", _DEFAULT, _CALLER),
     Seam(">=0.5.11", MODULE, "get_default_config", _DEFAULT, _CALLER),
+)
+
+# What the tools import beside the patched functions (every fused-MoE path of the plugin is here):
+#: SGLang's own choice for a layer and batch (``check``, ``selftest``, ``bench``, ``doctor --model``).
+OPTIMAL_CONFIG = Seam(">=0.5.11", MODULE, "try_get_optimal_moe_config")
+#: The launcher of ``fused_moe_kernel`` the oracle dry-runs and the live engine times.
+LAUNCHER = Seam(">=0.5.16", "sglang.kernels.ops.moe.fused_moe_triton_kernels", "invoke_fused_moe_kernel")
+#: The routing sort both GEMMs share.
+ALIGN = Seam(
+    ">=0.5.11", "sglang.srt.layers.moe.moe_runner.triton_utils.moe_align_block_size", "moe_align_block_size"
+)
+#: The activation between the two GEMMs.
+ACTIVATION = Seam(">=0.5.17", "sglang.kernels.ops.activation.activation", "silu_and_mul")
+#: The activation quantizers the launcher's modules call for fp8/int8 layers. The two kernel
+#: modules bind some of them only when CUDA is present at import; a virtual GPU binds them.
+QUANT_FP8 = "sglang.kernels.ops.quantization.fp8_kernel"
+QUANT_INT8 = "sglang.kernels.ops.quantization.int8_kernel"
+QUANT_GROUP = Seam(
+    ">=0.5.17", "sglang.kernels.ops.quantization.per_token_group_quant", "per_token_group_quant"
+)
+QUANT_TENSOR_FP8 = Seam(
+    ">=0.5.17", "sglang.kernels.ops.quantization.per_tensor_quant_fp8", "per_tensor_quant_fp8"
+)
+QUANT_TOKEN_FP8 = Seam(">=0.5.16", "sglang.kernels.ops.quantization", "sgl_per_token_quant_fp8")
+
+
+#: The safety net's rule for the fused-MoE kernel (see :mod:`sglang_consumer_gpu.safety.rules`).
+SHRINK_RULES: tuple[ShrinkRule, ...] = (
+    ShrinkRule(
+        kernel="fused_moe_kernel",
+        modules=(LAUNCHER.module,),
+        params=("BLOCK_SIZE_K",),
+        minimum=32,  # 8-bit tl.dot needs K >= 32
+        safe_because="the grid is cdiv(EM, BLOCK_SIZE_M) * cdiv(N, BLOCK_SIZE_N); BLOCK_SIZE_K is only the "
+        "K-loop step (K tail masked; even_Ks stays true when K % BLOCK_SIZE_K was 0)",
+        hint="use a fused-MoE config that fits: your own tuned file in ~/.cache/sglang-consumer-gpu/moe_configs "
+        "or the plugin's choice (`sglang-consumer-gpu moe-config --model ...` shows it)",
+        requires_none=("a_desc", "b_desc"),
+        divides="group_k",
+    ),
 )
 
 

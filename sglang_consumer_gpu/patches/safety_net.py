@@ -11,7 +11,8 @@ an ``OutOfResources`` that names the kernel, the bytes, what was tried and
 what to do. ``_bench`` is only marked, so that configs the autotuner is
 timing are left to fail as it expects. The logic and the reasons are in
 :mod:`sglang_consumer_gpu.safety.guard`; the rules in
-:mod:`sglang_consumer_gpu.safety.rules`.
+:mod:`sglang_consumer_gpu.safety.rules`, their table in each family's patch module
+(``SHRINK_RULES``, ``NUMERICS_FIXED``: :func:`rule_book`).
 
 Why: every SGLang release adds Triton kernels tuned on data-center GPUs, and
 patching them one at a time lags. Open reports on ~99 KB GPUs: the
@@ -45,9 +46,40 @@ from types import ModuleType
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches.base import Patch
+from sglang_consumer_gpu.patching.base import Patch, Seam
 
 DO_COMPILE_PARAMS = ("self", "key", "signature", "device", "constexprs", "options", "attrs", "warmup")
+
+#: SGLang's deterministic-inference kernels (0.5.3+): their tiles are part of the numerics contract.
+BATCH_INVARIANT = Seam(">=0.5.3", "sglang.srt.batch_invariant_ops.batch_invariant_ops", "matmul_persistent")
+NUMERICS_FIXED: dict[str, tuple[str, ...]] = {
+    kernel: (BATCH_INVARIANT.module,)
+    for kernel in (
+        "matmul_kernel_persistent",
+        "bmm_kernel_persistent",
+        "_log_softmax_kernel",
+        "mean_kernel",
+        "_rms_norm_kernel",
+    )
+}
+
+
+def rule_book() -> Any:
+    """Every patch module's ``SHRINK_RULES`` and ``NUMERICS_FIXED`` (each family declares the rules
+    for its own kernels), as the guard's :class:`~sglang_consumer_gpu.safety.rules.RuleBook`."""
+    import importlib
+
+    from sglang_consumer_gpu.patching.catalog import builtin_patch_modules
+    from sglang_consumer_gpu.safety.rules import RuleBook
+
+    shrink: list[Any] = []
+    fixed: dict[str, tuple[str, ...]] = {}
+    for name in builtin_patch_modules():
+        mod = importlib.import_module(name)
+        shrink += getattr(mod, "SHRINK_RULES", ())
+        for kernel, modules in getattr(mod, "NUMERICS_FIXED", {}).items():
+            fixed[kernel] = (*fixed.get(kernel, ()), *modules)
+    return RuleBook(tuple(shrink), fixed)
 
 
 def _params(fn: Any) -> tuple[str, ...]:
@@ -60,9 +92,10 @@ def _build_compile_guard(original: Callable[..., Any], module: ModuleType) -> Ca
             f"Triton's JITFunction._do_compile takes {_params(original)}, not {DO_COMPILE_PARAMS}; "
             "the safety net is not installed"
         )
-    from sglang_consumer_gpu.safety import guard, state
+    from sglang_consumer_gpu.safety import guard, rules, state
 
     state.tree_id()  # SGLang's scheduler processes, started later, inherit it
+    rules.install(rule_book())
     return guard.build_compile_guard(original)
 
 
@@ -126,7 +159,7 @@ PATCHES = [
 def install() -> dict[str, str]:
     """Register and apply the safety-net patches now, for scripts that do not go
     through the plugin's activation; returns each patch's status. Idempotent."""
-    from sglang_consumer_gpu.patches import registry
+    from sglang_consumer_gpu.patching import registry
 
     known = {p.name for p in registry.patches()}
     for patch in PATCHES:

@@ -1,13 +1,13 @@
 """The launch planner: will ``launch_server`` with this model on these GPUs work,
 and if not, what is the smallest change that makes it work?
 
-Layers inside: :mod:`.launch`, :mod:`.memory`, :mod:`.constraints` and
+Layers inside: :mod:`.memory`, :mod:`.constraints` and
 :mod:`.verdict` are pure functions of a :class:`~sglang_consumer_gpu.hardware.GpuSpec`,
 a :class:`~sglang_consumer_gpu.models.ModelDescription` and a
-:class:`~.launch.Launch`; :mod:`.sglang_edge` asks SGLang's own argument
+:class:`~sglang_consumer_gpu.models.launch.Launch`; :mod:`.sglang_edge` asks SGLang's own argument
 pipeline for the launch settings and :mod:`.kernels` asks the compile-only
-oracle about kernels. :func:`plan` wires them; :mod:`.suggest` re-runs
-:func:`plan` on candidate changes.
+oracle about kernels. :func:`judge` wires them; :mod:`.suggest` re-runs
+:func:`judge` on candidate changes.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.models import ModelConfigError, ModelDescription, moe_shape
+from sglang_consumer_gpu.models import ModelDescription
 from sglang_consumer_gpu.planner.constraints import FAIL, Finding, check_constraints
 from sglang_consumer_gpu.planner.verdict import Assessment, assess
 
-__all__ = ["Assessment", "plan"]
+__all__ = ["Assessment", "judge"]
 
 
-def plan(
+def judge(
     spec: GpuSpec,
     desc: ModelDescription,
     model_dir: str,
@@ -49,18 +49,7 @@ def plan(
     if blocking:
         notes.append("kernels not checked: the launch fails before any kernel runs")
     else:
-        shape = None
-        if desc.is_moe and desc.quantization.moe_dtype != "other":
-            try:
-                shape = moe_shape(desc, launch.tp, launch.ep)
-            except ModelConfigError as exc:
-                notes.append(f"fused MoE not checked: {exc}")
-        elif desc.is_moe:
-            notes.append(
-                f"{desc.quantization.method} experts do not run SGLang's Triton fused-MoE kernel: not checked"
-            )
-        rows, more = kernel_rows(spec, desc, launch, shape, compile=compile, progress=progress)
-        notes += more
+        rows, notes = kernel_rows(spec, desc, launch, compile=compile, progress=progress)
     result = assess(
         spec, desc, launch, gpu_bytes, gpus_per_node=gpus_per_node, kernels=rows, kernel_notes=notes
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
-from sglang_consumer_gpu.planner.launch import Launch
+from sglang_consumer_gpu.models.launch import Launch
 
 FAIL, RISK, INFO = "WILL FAIL", "AT RISK", "note"
 

@@ -1,5 +1,5 @@
 """GPU memory of a launch, per GPU: pure arithmetic on a model description, a
-:class:`~.launch.Launch` and a GPU's memory size.
+:class:`~sglang_consumer_gpu.models.launch.Launch` and a GPU's memory size.
 
 What SGLang computes itself (its default ``mem_fraction_static``, the CUDA-graph
 and chunked-prefill sizes, the pipeline-stage layer split) arrives in the
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sglang_consumer_gpu.models.description import BF16_BYTES, ModelDescription, Quantization
-from sglang_consumer_gpu.planner.launch import Launch
+from sglang_consumer_gpu.models.launch import Launch
 
 GIB = 1024**3
 MIB = 1024**2

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from sglang_consumer_gpu import topology
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.models.launch import Launch
 from sglang_consumer_gpu.planner.constraints import FAIL, INFO, RISK, Finding
-from sglang_consumer_gpu.planner.launch import Launch
 from sglang_consumer_gpu.topology import Layout, NcclLibrary, Topology, assumed_topology, diagnose
 
 SEVERITY = {topology.FAIL: FAIL, topology.RISK: RISK, topology.INFO: INFO}

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.planner.launch import Launch, set_flag
+from sglang_consumer_gpu.models.launch import Launch, set_flag
 
 PIPELINE = "sglang.srt.arg_groups.pipeline"
 #: Modules ``run_resolution_pipeline`` imports lazily that must load outside the virtual GPU.
@@ -160,7 +160,9 @@ def parse_args(model_dir: str, argv: Sequence[str]) -> Any:
 
 @contextlib.contextmanager
 def _gpu_memory(mib: float) -> Iterator[None]:
-    import sglang.srt.utils.common as common
+    from sglang_consumer_gpu.oracle.virtual import SGLANG_COMMON
+
+    common = importlib.import_module(SGLANG_COMMON)
 
     saved = common.get_nvgpu_memory_capacity
     common.get_nvgpu_memory_capacity = lambda: mib
@@ -171,12 +173,12 @@ def _gpu_memory(mib: float) -> Iterator[None]:
 
 
 def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes) -> Any:
-    from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+    from sglang_consumer_gpu.families import on_gpu
 
     try:
         with _captured(notes):
             sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
-            with virtual_gpu(spec, patched=False), _gpu_memory(mib):
+            with on_gpu(spec, patched=False), _gpu_memory(mib):
                 sa.resolve_once()
                 sa.check_server_args()  # what launch_server checks next, before any GPU work
     except (SglangRejects, InvalidValue):

@@ -25,8 +25,8 @@ from sglang_consumer_gpu.models import (
     parse_quantization,
     quantization_from_flag,
 )
+from sglang_consumer_gpu.models.launch import set_flag
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK
-from sglang_consumer_gpu.planner.launch import set_flag
 from sglang_consumer_gpu.planner.sglang_edge import InvalidValue, SglangRejects
 from sglang_consumer_gpu.planner.verdict import OK, Assessment
 

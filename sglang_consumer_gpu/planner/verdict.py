@@ -11,9 +11,9 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
+from sglang_consumer_gpu.models.launch import Launch
 from sglang_consumer_gpu.planner.constraints import FAIL, INFO, RISK, Finding, check_constraints
 from sglang_consumer_gpu.planner.kernels import KernelRow
-from sglang_consumer_gpu.planner.launch import Launch
 from sglang_consumer_gpu.planner.memory import GIB, MemoryPlan, plan_memory
 
 OK = "OK"

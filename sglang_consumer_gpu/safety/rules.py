@@ -21,18 +21,14 @@ Kernels whose tile fixes the numerics (deterministic inference's
 batch-invariant ops and unified attention) get no shrink rule: a different
 tile would change which additions happen in which order, which is what
 ``--enable-deterministic-inference`` pins down. They get the stage step-down
-only (:data:`NUMERICS_FIXED`).
+only (:attr:`RuleBook.numerics_fixed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-MOE_MODULES = ("sglang.kernels.ops.moe.fused_moe_triton_kernels",)
-EXTEND_MODULES = ("sglang.kernels.ops.attention.extend_attention",)
-BATCH_INVARIANT_MODULES = ("sglang.srt.batch_invariant_ops.batch_invariant_ops",)
 
 
 @dataclass(frozen=True)
@@ -97,64 +93,51 @@ class ShrinkRule:
             out.append(tuple(values.items()))
 
 
-RULES: tuple[ShrinkRule, ...] = (
-    ShrinkRule(
-        kernel="fused_moe_kernel",
-        modules=MOE_MODULES,
-        params=("BLOCK_SIZE_K",),
-        minimum=32,  # 8-bit tl.dot needs K >= 32
-        safe_because="the grid is cdiv(EM, BLOCK_SIZE_M) * cdiv(N, BLOCK_SIZE_N); BLOCK_SIZE_K is only the "
-        "K-loop step (K tail masked; even_Ks stays true when K % BLOCK_SIZE_K was 0)",
-        hint="use a fused-MoE config that fits: your own tuned file in ~/.cache/sglang-consumer-gpu/moe_configs "
-        "or the plugin's choice (`sglang-consumer-gpu moe-config --model ...` shows it)",
-        requires_none=("a_desc", "b_desc"),
-        divides="group_k",
-    ),
-    ShrinkRule(
-        kernel="_fwd_kernel",
-        modules=EXTEND_MODULES,
-        params=("BLOCK_N", "BLOCK_N_PREFIX"),
-        minimum=16,
-        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N/BLOCK_N_PREFIX are only the KV-loop "
-        "steps of the online softmax (masked tail)",
-        hint="use another attention backend (--attention-backend flashinfer) for this model",
-    ),
-    ShrinkRule(
-        kernel="_fwd_kernel_dense_prefill",
-        modules=EXTEND_MODULES,
-        params=("BLOCK_N",),
-        minimum=16,
-        safe_because="the grid is (batch, heads, cdiv(len, BLOCK_M)); BLOCK_N is only the KV-loop step (masked "
-        "tail, full-tile bound rounded down to BLOCK_N)",
-        hint="use another attention backend (--attention-backend flashinfer) for this model",
-    ),
-)
-
-#: Kernels whose tile is part of their numerics contract: stage step-down only.
-NUMERICS_FIXED: dict[str, tuple[str, ...]] = {
-    "matmul_kernel_persistent": BATCH_INVARIANT_MODULES,
-    "bmm_kernel_persistent": BATCH_INVARIANT_MODULES,
-    "_log_softmax_kernel": BATCH_INVARIANT_MODULES,
-    "mean_kernel": BATCH_INVARIANT_MODULES,
-    "_rms_norm_kernel": BATCH_INVARIANT_MODULES,
-    "_fwd_kernel_unified": EXTEND_MODULES,
-}
-
 DEFAULT_HINT = (
     "this kernel has no registered safe shrink rule; choose a smaller tile where SGLang lets you "
     "(a server flag or config file for this kernel), or report this message with your SGLang version"
 )
 
 
+@dataclass(frozen=True)
+class RuleBook:
+    """The rules the safety net applies: a shrink rule per (module, kernel) that has one, and the
+    kernels whose tile fixes their numerics (stage step-down only). Each family's patch module
+    declares its own (``SHRINK_RULES``, ``NUMERICS_FIXED``); the safety-net patch gathers them
+    and :func:`install` s the book when it builds the guard."""
+
+    rules: tuple[ShrinkRule, ...] = ()
+    numerics_fixed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # kernel -> modules
+
+    def rule_for(self, module: str, kernel: str) -> ShrinkRule | None:
+        for rule in self.rules:
+            if rule.kernel == kernel and module in rule.modules:
+                return rule
+        return None
+
+    def is_numerics_fixed(self, module: str, kernel: str) -> bool:
+        return module in self.numerics_fixed.get(kernel, ())
+
+
+_book = RuleBook()
+
+
+def install(book: RuleBook) -> None:
+    """Make ``book`` the rules of this process (the safety-net patch does, when it builds the guard)."""
+    global _book
+    _book = book
+
+
+def book() -> RuleBook:
+    return _book
+
+
 def rule_for(module: str, kernel: str) -> ShrinkRule | None:
-    for rule in RULES:
-        if rule.kernel == kernel and module in rule.modules:
-            return rule
-    return None
+    return _book.rule_for(module, kernel)
 
 
 def numerics_fixed(module: str, kernel: str) -> bool:
-    return module in NUMERICS_FIXED.get(kernel, ())
+    return _book.is_numerics_fixed(module, kernel)
 
 
 def variants(

@@ -72,19 +72,3 @@ def triton_limit() -> int | None:
     from sglang_consumer_gpu.safety.guard import device_limit
 
     return device_limit(torch.cuda.current_device())
-
-
-def sglang_version() -> str | None:
-    """The installed SGLang's version: its package metadata, else the imported package's
-    (a copy on ``PYTHONPATH`` without metadata)."""
-    from sglang_consumer_gpu.versions import installed_version
-
-    found = installed_version("sglang")
-    if found:
-        return found
-    try:
-        import sglang.version
-
-        return str(sglang.version.__version__)
-    except Exception:
-        return None

@@ -14,16 +14,13 @@ Exit status (``sglang-consumer-gpu selftest``, documented in docs/selftest.md):
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Result
+from sglang_consumer_gpu.measure.report import table
 from sglang_consumer_gpu.selftest.plan import Plan
-from sglang_consumer_gpu.selftest.run import FAIL, PASS, SKIP, Result
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_NOTHING_TESTED, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 SCHEMA = "sglang-consumer-gpu/selftest/1"
@@ -105,14 +102,6 @@ def no_gpu_document(reason: str, mode: str) -> dict[str, Any]:
                        "seconds": 0.0, "detail": {}}]}  # fmt: skip
 
 
-def table(rows: Sequence[Sequence[str]], head: Sequence[str], width: int = 60) -> str:
-    """Aligned plain-text columns; cells longer than ``width`` are cut with an ellipsis, except the last column."""
-    cut = [[c if i == len(head) - 1 or len(c) <= width else c[: width - 1] + "…" for i, c in enumerate(r)]
-           for r in [head, *rows]]  # fmt: skip
-    widths = [max(len(r[i]) for r in cut) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cut)
-
-
 def result_table(results: Sequence[Result]) -> str:
     rows = [(r.case.area, r.case.name, r.case.config, r.case.source, r.status, r.reason) for r in results]
     return table(rows, ("area", "case", "config", "source", "", "why / error vs bound"))
@@ -123,16 +112,3 @@ def plan_table(plan: Plan) -> str:
         (c.area, c.name, c.config, c.source, "SKIP" if c.skip else "run", c.skip or "") for c in plan.cases
     ]
     return table(rows, ("area", "case", "config", "source", "", "skip reason"))
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -5,20 +5,21 @@ plugin is: every plugin decision for the live spec (``override_spec``), the plug
 (idempotent: a pip-installed plugin's ``.pth`` has already done it when SGLang was imported)
 and SGLang's kernel modules imported, so each patch is in place. :meth:`Runner.prepare` then
 
-1. asks SGLang's own, patched, ``try_get_optimal_moe_config`` (virtual GPU = this spec) for
-   every fused-MoE case and records whether it returns the plan's config: a case whose seam
-   does not deliver the plugin's answer FAILs, so a PASS means the server gets that config;
+1. lets every family check what it checks once (:meth:`Runner.check_lookup`: the MoE family asks
+   SGLang's own, patched, ``try_get_optimal_moe_config`` for every fused-MoE case and records
+   whether it returns the plan's config: a case whose seam does not deliver the plugin's answer
+   FAILs, so a PASS means the server gets that config);
 2. compiles every case's kernels in parallel processes (:func:`~sglang_consumer_gpu.measure.
    compile.precompile`; about 4 s per fused-MoE kernel per core), so the cases compile nothing.
 
-:meth:`Runner.execute` runs one case: fused MoE through :class:`~sglang_consumer_gpu.measure.moe.MoeLayer`
-(both GEMMs, SGLang's launcher), attention through SGLang's own launchers with the patched
-helper (and the tile it answers checked against the plan), the int8 GEMM through
-:func:`~sglang_consumer_gpu.measure.int8.check_case`; outputs NaN-poisoned, compared with a
-float32/float64 reference within the engine's bounds. The safety net's decisions in this
-process are watched around every case: a case of the plugin's own choices that needed it FAILs
-(the plugin's configs must fit by themselves); a safety case PASSes only if the guard fitted
-its kernel and the result matches.
+:meth:`Runner.execute` runs one case: its family's run (``case.run.execute``: fused MoE through
+:class:`~sglang_consumer_gpu.measure.moe.MoeLayer`, attention through SGLang's own patched
+launchers, the int8 GEMM through :func:`~sglang_consumer_gpu.measure.int8.check_case`) on
+NaN-poisoned outputs, compared with a float32/float64 reference within the engine's bounds
+(:meth:`Runner.verdict`). The safety net's decisions in this process are watched around every
+case: a case of the plugin's own choices that needed it FAILs (the plugin's configs must fit by
+themselves); a safety case PASSes only if the guard fitted its kernel and the result matches
+(:meth:`Runner.guard_verdict`).
 """
 
 from __future__ import annotations
@@ -28,40 +29,13 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_consumer_gpu.families.cases import FAIL, PASS, SKIP, Case, Result
 from sglang_consumer_gpu.measure.common import Check
-from sglang_consumer_gpu.selftest.plan import AttentionRun, Case, Int8Run, MoeRun, Plan
-
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
-
-#: SGLang modules imported up front so that every patch of them is in place before a case runs.
-SGLANG_KERNEL_MODULES = (
-    "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_triton_config",
-    "sglang.kernels.ops.moe.fused_moe_triton_kernels",
-    "sglang.kernels.ops.attention.extend_attention",
-    "sglang.kernels.ops.attention.prefill_attention",
-)
+from sglang_consumer_gpu.selftest.plan import Plan
 
 Progress = Callable[[int, str], Any]  # (total, description) -> a bar with update(n) and close()
-
-
-@dataclass
-class Result:
-    """One case's verdict. ``reason``: why it failed or was skipped, or what passed (error vs bound)."""
-
-    case: Case
-    status: str
-    reason: str
-    error: float | None = None
-    bound: float | None = None
-    seconds: float = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.case.to_dict(), "status": self.status, "reason": self.reason, "error": self.error,
-                "bound": self.bound, "seconds": round(self.seconds, 3), "detail": self.detail}  # fmt: skip
 
 
 def _error_line(exc: BaseException) -> str:
@@ -104,17 +78,17 @@ class Runner:
         """The plugin as a server process has it (see the module docstring)."""
         from sglang_consumer_gpu import settings
         from sglang_consumer_gpu.activation import activate
-        from sglang_consumer_gpu.patches import registry
+        from sglang_consumer_gpu.patching import registry
 
         activate("selftest")
-        for name in SGLANG_KERNEL_MODULES:
+        for name in _kernel_modules():
             with contextlib.suppress(Exception):  # an SGLang without it: its cases FAIL saying so
                 importlib.import_module(name)
         # Re-evaluated for the plan's spec: a patch judged when SGLang was first imported,
         # before this spec was in force, gets its verdict for this GPU now.
         registry.apply_loaded(None if settings.plugin_enabled() else f"{settings.OFF_SWITCH}=0")
         if any(c.area == "safety" and c.run is not None for c in self.plan.cases):
-            from sglang_consumer_gpu.patches import safety_net
+            from sglang_consumer_gpu.families import safety_net
 
             try:
                 self.safety = safety_net.install()
@@ -130,28 +104,12 @@ class Runner:
         self.compile()
 
     def check_lookup(self) -> None:
-        """SGLang's patched lookup vs the plan, per fused-MoE case (see the module docstring)."""
-        from sglang_consumer_gpu.measure.moe import launch_config
-        from sglang_consumer_gpu.selftest.choices import sglang_moe_patched
+        """What each family checks once before its cases run (the MoE family: SGLang's patched
+        lookup against every config the plan runs, into :attr:`lookup`)."""
+        from sglang_consumer_gpu.families import FAMILIES
 
-        by_shape: dict[Any, list[Case]] = {}
-        for c in self.plan.runnable:
-            if isinstance(c.run, MoeRun) and not c.run.guarded:
-                by_shape.setdefault(c.run.case.shape, []).append(c)
-        for shape, cases in by_shape.items():
-            try:
-                answers = sglang_moe_patched(self.spec, shape, sorted({c.run.case.M for c in cases}))
-            except Exception as exc:
-                for c in cases:
-                    self.lookup[c.name] = f"not checked: {_error_line(exc)}"
-                continue
-            for c in cases:
-                up, down = answers[c.run.case.M]
-                got = (launch_config(up), launch_config(down) if down else None)
-                want = (c.run.up, c.run.down)
-                self.lookup[c.name] = (
-                    "agrees" if got == want else f"differs: SGLang's patched lookup returns {got}"
-                )
+        for family in FAMILIES:
+            family.selftest_prepare(self, [c for c in self.plan.runnable if c.area == family.name])
 
     def compile(self) -> None:
         from sglang_consumer_gpu.measure.compile import precompile
@@ -219,16 +177,19 @@ class Runner:
             torch.cuda.empty_cache()
 
     def _execute(self, case: Case) -> Result:
-        run = case.run
-        if isinstance(run, MoeRun):
-            return self._moe(case, run)
-        if isinstance(run, AttentionRun):
-            return self._attention(case, run)
-        if isinstance(run, Int8Run):
-            return self._int8(case, run)
-        raise TypeError(f"unknown case {type(run).__name__}")
+        if case.run is None:
+            raise TypeError(f"case {case.name} has nothing to run")
+        return case.run.execute(self, case)
 
-    def _verdict(self, case: Case, check: Check, **detail: Any) -> Result:
+    def generator(self) -> Any:
+        """The run's seeded torch generator on the device (made at first use)."""
+        import torch
+
+        if self._gen is None:
+            self._gen = torch.Generator(device=self.device).manual_seed(0)
+        return self._gen
+
+    def verdict(self, case: Case, check: Check, **detail: Any) -> Result:
         if check.ok:
             reason = f"{check.metric} {check.error:.2e} <= {check.bound:.2e}"
         elif check.unwritten:
@@ -238,23 +199,7 @@ class Runner:
         return Result(case, PASS if check.ok else FAIL, reason, check.error, check.bound,
                       detail={**check.detail, **detail})  # fmt: skip
 
-    def _moe(self, case: Case, run: MoeRun) -> Result:
-        from sglang_consumer_gpu.measure.moe import MoeLayer
-
-        lookup = self.lookup.get(case.name, "not checked")
-        if lookup.startswith("differs"):
-            return Result(
-                case, FAIL, f"the server would not run this config: {lookup}", detail={"lookup": lookup}
-            )
-        if run.guarded and self.safety.get("safety-net") != "applied":
-            return Result(case, FAIL, f"the safety net is not installed: {self.safety or 'no status'}")
-        check = MoeLayer(run.case, slots=1, device=self.device).check(run.up, run.down)
-        result = self._verdict(
-            case, check, lookup=lookup, compile=self.compiled.get(_moe_key(run), "not compiled")
-        )
-        return self._guard_verdict(result, "fused_moe_kernel") if run.guarded else result
-
-    def _guard_verdict(self, result: Result, kernel: str) -> Result:
+    def guard_verdict(self, result: Result, kernel: str) -> Result:
         """A safety case passes only if the guard fitted ``kernel`` (and the result matched)."""
         from sglang_consumer_gpu.safety import state
 
@@ -279,68 +224,11 @@ class Runner:
                 )
         return result
 
-    def _attention(self, case: Case, run: AttentionRun) -> Result:
-        from sglang_consumer_gpu.measure.attention import ExtendCase, ExtendRun, PrefillRun
+def _kernel_modules() -> list[str]:
+    """SGLang modules imported up front, so that every patch of them is in place before a case runs."""
+    from sglang_consumer_gpu.families import FAMILIES
 
-        if run.guarded and self.safety.get("safety-net") != "applied":
-            return Result(case, FAIL, f"the safety net is not installed: {self.safety or 'no status'}")
-        if isinstance(run.case, ExtendCase):
-            runner = ExtendRun(run.case, slots=1, device=self.device)
-            if not run.live:
-                result = self._verdict(case, runner.check(run.tile))
-                return self._guard_verdict(result, "_fwd_kernel") if run.guarded else result
-            answer = tuple(runner.ea._get_block_sizes_for_extend_attention(run.case.lq, run.case.lv)[3:6])
-            if answer != tuple(run.tile):
-                return Result(case, FAIL, f"SGLang's extend-attention helper answers {answer} in this process, the "
-                              f"plugin chose {tuple(run.tile)} (attention-extend-blocks: "
-                              f"{self.patches.get('attention-extend-blocks', 'not registered')})")  # fmt: skip
-            return self._verdict(case, runner.check(None), tile=list(answer))
-        from sglang_consumer_gpu.patches import attention_prefill
-
-        runner = PrefillRun(run.case, slots=1, device=self.device)
-        before = attention_prefill.REWRITES[0]
-        check = runner.check(None)
-        rewrote = attention_prefill.REWRITES[0] > before
-        if rewrote != (tuple(run.tile) != tuple(run.sglang_tile)):
-            status = self.patches.get("attention-prefill-blocks", "not registered")
-            return Result(case, FAIL, f"the prefill launch filter {'rewrote' if rewrote else 'did not rewrite'} SGLang's "
-                          f"tile {tuple(run.sglang_tile)}; the plugin chose {tuple(run.tile)} (attention-prefill-blocks: "
-                          f"{status})", check.error, check.bound)  # fmt: skip
-        return self._verdict(case, check, tile=list(run.tile))
-
-    def _int8(self, case: Case, run: Int8Run) -> Result:
-        import torch
-
-        from sglang_consumer_gpu.measure.int8 import as_check, check_case, extreme_case
-
-        if self._gen is None:
-            self._gen = torch.Generator(device=self.device).manual_seed(0)
-        if run.extreme:
-            row = extreme_case(self.spec, device=self.device)
-            ok = bool(row["ok"])
-            reason = f"int32 accumulator {'==' if ok else '!='} {row['expected']} everywhere"
-            return Result(case, PASS if ok else FAIL, reason, detail=row)
-        if run.route == "sgl-kernel":
-            try:
-                import sgl_kernel  # noqa: F401
-            except Exception as exc:
-                return Result(case, SKIP, f"sgl-kernel does not import here ({_error_line(exc)}): the int8 route this "
-                              "GPU gets (SGLang's own) cannot run in this Python")  # fmt: skip
-            tile = None
-        else:
-            from sglang_consumer_gpu.int8.tiles import Tile
-
-            tile = Tile.from_list(list(run.tile or ()))
-        row = check_case(
-            run.n, run.k, run.m, run.dtype, run.bias, self.spec, self._gen, self.device, tile, run.route
-        )
-        return self._verdict(case, as_check(row))
-
-
-def _moe_key(run: MoeRun) -> str:
-    from sglang_consumer_gpu.measure.moe import MoeJob
-
-    return MoeJob.of(run.case, run.up, run.down).key
+    return [m for f in FAMILIES for m in f.kernel_modules]
 
 
 @contextlib.contextmanager

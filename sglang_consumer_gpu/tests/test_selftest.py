@@ -18,7 +18,7 @@ def _plan() -> tuple[Any, str | None]:
         live = live_gpu("selftest")
     except NoGpu as exc:
         return None, str(exc)
-    from sglang_consumer_gpu.selftest.live import sglang_version
+    from sglang_consumer_gpu.measure.common import sglang_version
     from sglang_consumer_gpu.selftest.plan import build_plan
 
     quick = os.environ.get(MODE_ENV, "").strip().lower() == "quick"

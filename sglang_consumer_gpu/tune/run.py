@@ -58,7 +58,7 @@ class Outcome:
 
 def problem(req: Request) -> Problem:
     """The space for the target, and per batch size the heuristic's and SGLang's choices on it."""
-    from sglang_consumer_gpu.measure.moe import sglang_default_config
+    from sglang_consumer_gpu.families.moe import sglang_default
     from sglang_consumer_gpu.moe.heuristic import heuristic_config
 
     return Problem(
@@ -66,7 +66,7 @@ def problem(req: Request) -> Problem:
         grid=tuple(sorted(set(req.grid))),
         space=Space.for_shape(req.target, req.shape),
         heuristic={M: key_of(heuristic_config(M, req.shape, req.target)) for M in req.grid},
-        default={M: key_of(sglang_default_config(req.target, req.shape, M)) for M in req.grid},
+        default={M: key_of(sglang_default(req.target, req.shape, M)) for M in req.grid},
     )
 
 

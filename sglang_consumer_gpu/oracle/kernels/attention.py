@@ -6,40 +6,36 @@ prefill for vision encoders, decode stage 1 for MHA and grouped/MLA, decode
 stage 2). :func:`dry_run` calls SGLang's launcher itself with ``meta`` tensors
 (contiguous, last-dim stride 1, the real dtypes, fp8 KV where SGLang takes
 it) inside :func:`~sglang_consumer_gpu.oracle.virtual.virtual_gpu` (so
-SGLang's capability branches and the plugin's patches answer for the spec)
-and :func:`~sglang_consumer_gpu.oracle.launch.capture_launches` (each
+SGLang's capability branches answer for the spec)
+and :func:`~sglang_consumer_gpu.oracle.capture.capture_launches` (each
 ``kernel[grid](...)`` compiles for the spec's arch as a warmup run, nothing is
 launched, and the compiled kernel's ``metadata.shared`` is read; results are
 cached on disk). None of these launchers reads tensor values on
 the host, so all are dry-run, none re-derived.
 
 :func:`cases` lists the launches ``sglang-consumer-gpu check`` (and ``--full``)
-compiles for a GPU (see :mod:`sglang_consumer_gpu.checks.attention`).
+compiles for a GPU (see :mod:`sglang_consumer_gpu.families.attention`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sglang_consumer_gpu.attention import HEAD_DIMS, PREFILL_HEAD_DIMS
 from sglang_consumer_gpu.hardware.spec import GpuSpec
+from sglang_consumer_gpu.oracle.capture import KernelLaunch, capture_launches
 from sglang_consumer_gpu.oracle.core import Resources
-from sglang_consumer_gpu.oracle.launch import Launch, capture_launches
-
-EXTEND = "sglang.kernels.ops.attention.extend_attention"
-PREFILL = "sglang.kernels.ops.attention.prefill_attention"
-DECODE = "sglang.kernels.ops.attention.decode_attention"
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill
 
 #: Launchers a case can name, and the SGLang function each one dry-runs.
 LAUNCHERS = {
-    "extend": (EXTEND, "extend_attention_fwd"),
-    "extend_unified": (EXTEND, "extend_attention_fwd_unified"),
-    "dense_prefill": (EXTEND, "dense_prefill_attention_fwd"),
-    "prefill": (PREFILL, "context_attention_fwd"),
-    "decode": (DECODE, "decode_attention_fwd"),
+    "extend": attention_extend.EXTEND,
+    "extend_unified": attention_extend.EXTEND_UNIFIED,
+    "dense_prefill": attention_extend.DENSE_PREFILL,
+    "prefill": attention_prefill.SEAMS[-1],
+    "decode": attention_extend.DECODE,
 }
 #: Extend-kernel variants (constexpr flags that change the compiled kernel).
 EXTEND_VARIANTS = ("causal", "sliding_window", "logit_cap", "custom_mask", "sinks")
@@ -163,36 +159,23 @@ def _decode_args(case: AttentionCase) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kw
 
 
-def dry_run(spec: GpuSpec, case: AttentionCase, *, patched: bool = True) -> list[Launch]:
+def dry_run(spec: GpuSpec, case: AttentionCase) -> list[KernelLaunch]:
     """Run SGLang's launcher for ``case`` on a virtual ``spec``; return its launches.
 
-    ``patched=False`` shows SGLang's own choice (the plugin's patches are
-    reverted for the duration, then re-applied as they were).
+    Whether the plugin's patches act is the caller's (``families.on_gpu(spec, patched=...)``;
+    inside it the virtual GPU is already set up and this one changes nothing).
     """
     import importlib
 
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
-    from sglang_consumer_gpu.patches import registry
 
-    module_name, fn_name = LAUNCHERS[case.launcher]
-    module = importlib.import_module(module_name)
+    seam = LAUNCHERS[case.launcher]
+    module = importlib.import_module(seam.module)
     build = {"prefill": _prefill_args, "decode": _decode_args}.get(case.launcher, _extend_args)
     args, kwargs = build(case)
-    with virtual_gpu(spec, patched=patched), capture_launches(spec) as launches:
-        if patched:
-            _ensure_attention_patches(registry)
-        getattr(module, fn_name)(*args, **kwargs)
+    with virtual_gpu(spec), capture_launches(spec) as launches:
+        getattr(module, seam.attr)(*args, **kwargs)
     return launches
-
-
-def _ensure_attention_patches(registry: Any) -> None:
-    """Register and apply the plugin's attention patches (idempotent)."""
-    from sglang_consumer_gpu.patches import attention_extend, attention_prefill
-
-    for mod in (attention_extend, attention_prefill):
-        if mod.PATCH.name not in {p.name for p in registry.patches()}:
-            registry.register(mod.PATCH)
-    registry.apply_loaded(sglang_only=True)
 
 
 def cases(*, full: bool) -> list[AttentionCase]:
@@ -254,43 +237,7 @@ def for_spec(case: AttentionCase, spec: GpuSpec) -> AttentionCase:
     return case
 
 
-def launch_resources(spec: GpuSpec, case: AttentionCase, *, patched: bool = True) -> list[Resources]:
+def launch_resources(spec: GpuSpec, case: AttentionCase) -> list[Resources]:
     """Shared memory of every kernel ``case`` launches on ``spec`` (raises if it does not compile)."""
     case = for_spec(case, spec)
-    return [launch.resources for launch in dry_run(spec, case, patched=patched) if launch.resources]
-
-
-def sglang_case(case: AttentionCase, **changes: Any) -> AttentionCase:
-    """A copy of ``case`` with fields changed (for tests and scripts)."""
-    return replace(case, **changes)
-
-
-def sweep(gpus: Iterable[str], *, full: bool) -> dict[str, Any]:
-    """Dry-run every case on every GPU; JSON-ready summary (used by ``__main__``)."""
-    from sglang_consumer_gpu.hardware import find_gpu
-
-    rows: list[dict[str, Any]] = []
-    for gpu in gpus:
-        spec = find_gpu(gpu)
-        for case in cases(full=full):
-            for res in launch_resources(spec, case):
-                rows.append({"gpu": spec.name, "case": case.label, **res.to_dict()})
-    return {"full": full, "total": len(rows), "failed": sum(not r["fits"] for r in rows), "rows": rows}
-
-
-if __name__ == "__main__":  # python -m sglang_consumer_gpu.oracle.kernels.attention --full --out FILE
-    import argparse
-    import json
-    from pathlib import Path
-
-    ap = argparse.ArgumentParser(description="Attention oracle sweep over GPUs")
-    ap.add_argument(
-        "--gpu", action="append", help="GPU name (repeatable); default RTX 3090/4090, L40S, RTX 5090"
-    )
-    ap.add_argument("--full", action="store_true")
-    ap.add_argument("--out", type=Path, required=True)
-    ns = ap.parse_args()
-    gpus = ns.gpu or ["RTX 3090", "RTX 4090", "L40S", "RTX 5090"]
-    result = sweep(gpus, full=ns.full)
-    ns.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    return [launch.resources for launch in dry_run(spec, case) if launch.resources]

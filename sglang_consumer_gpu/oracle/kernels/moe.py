@@ -5,7 +5,7 @@
 (``srt/layers/moe/moe_runner/triton_utils/fused_moe.py``), inside
 :func:`~sglang_consumer_gpu.oracle.virtual.virtual_gpu` (SGLang's
 capability switches -- swap-AB, PDL, CUDA quant paths -- answer for the spec)
-and :func:`~sglang_consumer_gpu.oracle.launch.capture_launches` (Triton
+and :func:`~sglang_consumer_gpu.oracle.capture.capture_launches` (Triton
 compiles for the spec's arch, nothing launches). So the kernel's argument
 list, constexprs and ``num_warps``/``num_stages`` are SGLang's, and
 ``metadata.shared`` is what that GPU would be asked for.
@@ -40,12 +40,11 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.moe.shape import MoeShape
+from sglang_consumer_gpu.oracle.capture import KernelLaunch, capture_launches
 from sglang_consumer_gpu.oracle.core import Resources
-from sglang_consumer_gpu.oracle.launch import Launch, capture_launches
 from sglang_consumer_gpu.oracle.virtual import virtual_gpu
+from sglang_consumer_gpu.patches import moe_config
 
-KERNELS = "sglang.kernels.ops.moe.fused_moe_triton_kernels"
-ALIGN = "sglang.srt.layers.moe.moe_runner.triton_utils.moe_align_block_size"
 MOE_KERNEL_NAMES = ("fused_moe_kernel", "fused_moe_kernel_gptq_awq")
 
 #: Accepted ``dtype`` values (SGLang's ``get_config_dtype_str`` spellings, plus
@@ -76,12 +75,12 @@ def align_without_fill() -> Iterator[Any]:
     """SGLang's ``moe_align_block_size`` with its fill kernels made no-ops."""
     import importlib
 
-    mod = importlib.import_module(ALIGN)
+    mod = importlib.import_module(moe_config.ALIGN.module)
     saved = {n: mod.__dict__.get(n) for n in ("sgl_moe_align_block_size", "_is_cuda")}
     mod.sgl_moe_align_block_size = lambda *a, **k: None
     mod._is_cuda = False  # skips the small-batch Triton fill (moe_align_small_numel)
     try:
-        yield mod.moe_align_block_size
+        yield getattr(mod, moe_config.ALIGN.attr)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -135,9 +134,8 @@ def dry_run(
     config: dict[str, Any],
     per_channel_quant: bool = False,
     gemm: str = "up",
-    patched: bool = True,
     cache: Any = True,
-) -> list[Launch]:
+) -> list[KernelLaunch]:
     """Run SGLang's ``invoke_fused_moe_kernel`` for one GEMM of the layer and
     return every kernel it compiled (the MoE kernel, plus any Triton
     activation-quant kernel the path runs)."""
@@ -157,14 +155,14 @@ def dry_run(
 
     import triton.language as tl
 
-    fk = importlib.import_module(KERNELS)
+    fk = importlib.import_module(moe_config.LAUNCHER.module)
     act = torch.float16 if kind == "fp16" else torch.bfloat16
     compute_type = tl.float16 if act == torch.float16 else tl.bfloat16
     config = dict(config)
     config.pop("USE_TMA", None)  # TMA is opt-in per tuned file and needs sm_90; not modelled here
     m = "meta"
 
-    with virtual_gpu(spec, patched=patched), align_without_fill() as align:
+    with virtual_gpu(spec), align_without_fill() as align:
         topk_ids = torch.empty(M, topk, device=m, dtype=torch.int32)
         topk_weights = torch.empty(M, topk, device=m, dtype=torch.float32)
         sorted_ids, expert_ids, num_post = align(topk_ids, config["BLOCK_SIZE_M"], E)
@@ -184,7 +182,7 @@ def dry_run(
             )
             mul_routed, top_k = True, 1
         with capture_launches(spec, cache=cache) as launches:
-            fk.invoke_fused_moe_kernel(
+            getattr(fk, moe_config.LAUNCHER.attr)(
                 a,
                 b,
                 None,
@@ -240,7 +238,6 @@ def moe_resources(
     block_shape: list[int] | None,
     config: dict[str, Any],
     per_channel_quant: bool = False,
-    patched: bool = True,
 ) -> Resources:
     """The binding resources of the layer for ``config``: of the up (w13) and
     down (w2) GEMMs, the one needing more shared memory (both use the config)."""
@@ -255,7 +252,6 @@ def moe_resources(
         block_shape=block_shape,
         config=config,
         per_channel_quant=per_channel_quant,
-        patched=patched,
     )
     return max(both.values(), key=lambda r: r.shared)
 
@@ -276,7 +272,7 @@ def shape_args(shape: MoeShape) -> dict[str, Any]:
 
 def layer_shared(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int:
     """Bytes of shared memory per block ``config`` needs on ``spec``: the larger
-    of the layer's two GEMMs, with the plugin active (cached per process).
+    of the layer's two GEMMs (cached per process).
     Raises when SGLang's launcher does (the reason is the answer)."""
     return _layer_shared(spec, shape, M, tuple(sorted(config.items())))
 
