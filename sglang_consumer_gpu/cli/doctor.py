@@ -24,6 +24,7 @@ from typing import Any
 
 from sglang_consumer_gpu import __version__, settings
 from sglang_consumer_gpu.cli import doctor_builds, doctor_multigpu
+from sglang_consumer_gpu.families import moe as moe_family
 from sglang_consumer_gpu.hardware import GpuSpec, find_gpu, live_specs, override_spec
 from sglang_consumer_gpu.patching.base import Patch, Seam, Status
 from sglang_consumer_gpu.patching.decide import READY, Decision, decide
@@ -193,6 +194,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
     out["safety_net"] = safety_state.report()
     out["multi_gpu"] = doctor_multigpu.report()
     out["builds"] = doctor_builds.collect(target)
+    out["moe_name_variants"] = moe_family.variant_files(target) if target else []
     return out
 
 
@@ -345,6 +347,11 @@ def _print_human(data: dict[str, Any]) -> None:
     if "patches_in_this_process" in data:
         print()
         _print_patches("Patches applied in this process (--import):", data["patches_in_this_process"])
+    if data["moe_name_variants"]:
+        print()
+        print("Fused-MoE files used under another name than theirs (SGLang asks for a name variant):")
+        for line in data["moe_name_variants"]:
+            print(f"  {line}")
     print()
     for line in safety_state.lines(data["safety_net"]):
         print(line)

@@ -89,6 +89,7 @@ def _row(spec: Any, shape: MoeShape, M: int, *, no_oracle: bool) -> dict[str, An
         "source": c.source,
         "path": c.path,
         "file_batch": c.file_batch,
+        "serves_name_variant": c.because,
         "shared_estimate": est,
         "shared_oracle": shared,
         "oracle": how,
@@ -126,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{spec.name} ({spec.arch_name}, {spec.smem_per_block_optin} B shared/block), {shape.label}")
         print(f"SGLang asks for {up_file} (down GEMM: {down_file})")
+        note = moe_family.variant_note(spec, shape)
+        if note:
+            print(f"  {note}")
         print(
             f"{'M':>5}  {'BM':>3} {'BN':>3} {'BK':>3} {'G':>2} {'w':>1} {'s':>1}  {'shared':>7}  {'fits':>4}  source"
         )

@@ -162,6 +162,8 @@ class MoeChoice:
     path: str | None = None
     down_path: str | None = None
     file_batch: int | None = None  # the batch size of the file entry used
+    asked_for: str | None = None  # a name variant's file: the name SGLang asked for ...
+    because: str | None = None  # ... and why the variant's tiles serve it
 
 
 def plugin_choice(spec: GpuSpec, shape: MoeShape, M: int) -> MoeChoice:
@@ -176,7 +178,9 @@ def plugin_choice(spec: GpuSpec, shape: MoeShape, M: int) -> MoeChoice:
     if found.configs:
         down = dict(found.configs[nearest(found.configs, M)])
         down["BLOCK_SIZE_M"] = c.config["BLOCK_SIZE_M"]
-    return MoeChoice(dict(c.config), down, c.source, c.path, found.path if down else None, c.file_batch)
+    return MoeChoice(
+        dict(c.config), down, c.source, c.path, found.path if down else None, c.file_batch, c.asked_for, c.because
+    )
 
 
 def _asked(shape: MoeShape, M: int) -> Configs:
@@ -220,6 +224,33 @@ def sglang_default(spec: GpuSpec, shape: MoeShape, M: int) -> dict[str, Any]:
     with on_gpu(spec, patched=False):  # read the function inside: outside it may be the plugin's
         default = getattr(module, seam.attr)
         return dict(default(M, shape.E, shape.N, shape.K, shape.topk, shape.dtype, False, block))
+
+
+def variant_note(spec: GpuSpec, shape: MoeShape) -> str | None:
+    """When the plugin answers SGLang's file name with a name variant's file: which, and why."""
+    if not active(spec):
+        return None
+    found = find_configs(config_key(shape), spec)
+    if not found.asked_for or not found.path:
+        return None
+    return f"asked for {found.asked_for}, using {found.source} file {Path(found.path).name} because {found.because}"
+
+
+def variant_files(spec: GpuSpec) -> list[str]:
+    """Bundled files for ``spec`` that the plugin uses under another name SGLang asks for, each
+    "asked for X, using Y because Z" (``doctor``)."""
+    from sglang_consumer_gpu.moe.sources import BUNDLED_DIR, parse_file_name, served_by
+
+    out = []
+    for path in sorted(BUNDLED_DIR.glob("E=*.json")):
+        parsed = parse_file_name(path.name)
+        if parsed is None or parsed[1] != spec.config_device_name:
+            continue
+        for asked in served_by(parsed[0]):
+            found = find_configs(asked, spec)
+            if found.asked_for and found.path == str(path):
+                out.append(f"asked for {found.asked_for}, using bundled file {path.name} because {found.because}")
+    return out
 
 
 def sweep_points(spec: GpuSpec, shape: MoeShape, grid: Iterable[int]) -> list[dict[str, Any]]:
@@ -765,7 +796,8 @@ class MoeFamily(Family):
             shape = moe_shape(desc, launch.tp, launch.ep)
         except ModelConfigError as exc:
             return [], [f"fused MoE not checked: {exc}"]
-        return planner_rows(spec, shape, launch, compile=compile, progress=progress), []
+        rows = planner_rows(spec, shape, launch, compile=compile, progress=progress)
+        return rows, [line for line in (variant_note(spec, shape),) if line]
 
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
         return selftest_cases(spec, request)

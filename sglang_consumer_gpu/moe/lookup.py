@@ -1,7 +1,10 @@
 """The plugin's answer to "which fused-MoE config for this layer and batch?".
 
 Order: user directory -> ``$SGLANG_MOE_CONFIG_DIR`` -> bundled -> SGLang's own
-files -> shared-memory-aware heuristic (see :mod:`.sources`). Each file is
+files, for the name SGLang asks for and then for the name variants whose tiles
+its kernel runs alike (:func:`~.sources.name_variants`: an int8 file tuned
+before ``,per_channel_quant=True`` existed, per-tensor and block fp8) ->
+shared-memory-aware heuristic (see :mod:`.sources`). Each file is
 validated for the GPU (:mod:`.validate`); a bad or unfit file -- or a
 directory, a dangling or looping symlink, anything unreadable where a file of
 that name should be -- is skipped with a warning naming it and the problem,
@@ -29,7 +32,13 @@ from sglang_consumer_gpu import settings
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.shape import MoeShape, dtype_label
-from sglang_consumer_gpu.moe.sources import ConfigKey, candidates, dir_unreadable
+from sglang_consumer_gpu.moe.sources import (
+    ConfigKey,
+    candidates,
+    config_file_name,
+    dir_unreadable,
+    name_variants,
+)
 from sglang_consumer_gpu.moe.validate import ConfigFileError, Configs, load_config_file
 from sglang_consumer_gpu.versions import installed_version
 
@@ -51,6 +60,9 @@ class FileLookup:
     path: str | None
     configs: Configs | None
     skipped: tuple[tuple[str, str], ...] = field(default=())  # (path, problem)
+    #: when the file is a name variant: the name SGLang asked for, and why the variant's tiles serve it
+    asked_for: str | None = None
+    because: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class Choice:
     source: str  # a FileLookup source, or "heuristic" / "sglang-default"
     path: str | None
     file_batch: int | None  # the batch size of the file entry used
+    asked_for: str | None = None  # a name variant's file: the name SGLang asked for ...
+    because: str | None = None  # ... and why the variant's tiles serve it
 
 
 def _env_state() -> tuple[str, str]:
@@ -92,8 +106,26 @@ def _present(path: Path) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
     skipped: list[tuple[str, str]] = []
+    found = _first_valid(key, key, spec, skipped)
+    for variant in name_variants(key) if found is None else ():
+        found = _first_valid(variant.key, key, spec, None)
+        if found is not None:
+            source, path, configs = found
+            return FileLookup(source, path, configs, tuple(skipped), config_file_name(key, spec.name), variant.because)
+    if found is None:
+        return FileLookup("none", None, None, tuple(skipped))
+    return FileLookup(*found, tuple(skipped))
+
+
+def _first_valid(
+    name_key: ConfigKey, key: ConfigKey, spec: GpuSpec, skipped: list[tuple[str, str]] | None
+) -> tuple[str, str, Configs] | None:
+    """(source, path, configs) of the first file named for ``name_key`` that is valid for ``key``'s
+    kernel on ``spec`` (the layout SGLang will run it with), recording the ones skipped; with
+    ``skipped`` None (a name variant) a file that does not serve this layout is no problem of the
+    file's, and is only logged at DEBUG."""
     seen: set[Path] = set()
-    for source, path in candidates(key, spec.name):
+    for source, path in candidates(name_key, spec.name):
         if path in seen:
             continue
         seen.add(path)
@@ -107,6 +139,9 @@ def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
             except ConfigFileError as exc:
                 problem = str(exc)
         if configs is None:
+            if skipped is None:
+                logger.debug("sglang-consumer-gpu: MoE config %s does not serve %s: %s", path, key, problem)
+                continue
             logger.warning(
                 "sglang-consumer-gpu: skipping MoE config %s: %s; trying the next source", path, problem
             )
@@ -114,8 +149,8 @@ def _find(key: ConfigKey, spec: GpuSpec, _env: tuple[str, str]) -> FileLookup:
             continue
         if source == "user":
             _warn_if_tuned_elsewhere(path)
-        return FileLookup(source, str(path), configs, tuple(skipped))
-    return FileLookup("none", None, None, tuple(skipped))
+        return source, str(path), configs
+    return None
 
 
 def tuning_record_path(config_file: Path) -> Path:
@@ -184,7 +219,9 @@ def clear_cache() -> None:
 _logged: set[tuple[Any, ...]] = set()
 
 
-def log_source_once(key: ConfigKey, spec: GpuSpec, source: str, path: str | None) -> None:
+def log_source_once(
+    key: ConfigKey, spec: GpuSpec, source: str, path: str | None, found: FileLookup | None = None
+) -> None:
     ident = (key, spec.name, source, path)
     if ident in _logged:
         return
@@ -195,6 +232,8 @@ def log_source_once(key: ConfigKey, spec: GpuSpec, source: str, path: str | None
     if key.down_moe:
         what += ", down"
     where = f"from {path}" if path else "(no file for this GPU)"
+    if found is not None and found.asked_for:
+        where += f" (asked for {found.asked_for}; this file serves it because {found.because})"
     logger.info("sglang-consumer-gpu: fused MoE %s on %s: %s config %s", what, spec.name, source, where)
 
 
@@ -212,7 +251,7 @@ def choose(M: int, shape: MoeShape, spec: GpuSpec) -> Choice:
     found = find_configs(key, spec)
     if found.configs:
         m = nearest(found.configs, M)
-        return Choice(M, dict(found.configs[m]), found.source, found.path, m)
+        return Choice(M, dict(found.configs[m]), found.source, found.path, m, found.asked_for, found.because)
     if shape.dtype in HEURISTIC_DTYPES:
         return Choice(M, heuristic_config(M, shape, spec), "heuristic", None, None)
     return Choice(M, {}, "sglang-default", None, None)

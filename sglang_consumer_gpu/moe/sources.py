@@ -25,6 +25,7 @@ one WARNING per directory and process (the lookup runs inside SGLang's calls).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -192,3 +193,83 @@ def candidates(key: ConfigKey, device_name: str) -> Iterator[tuple[str, Path]]:
             yield from ((source, p) for p in versioned_candidates(root, name))
         if flat:
             yield source, root / name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another file name whose tiles are valid for a key's kernel, and why."""
+
+    key: ConfigKey
+    because: str
+
+
+#: Why each variant can share a tile (SGLang 0.5.23 ``kernels/ops/moe/fused_moe_triton_kernels.py``;
+#: docs/moe.md, "File names SGLang asks for"). Shared memory is identical across them (oracle,
+#: four tiles, sm_89 and sm_120): the operands are one byte in every variant.
+INT8_CHANNEL = (
+    "int8 without block quantization is always per-channel in SGLang's kernel (invoke_fused_moe_kernel "
+    "asserts it); files tuned before SGLang added ',per_channel_quant=True' to the name lack it"
+)
+FP8_SCALES = (
+    "per-tensor and per-channel fp8 run the same K loop; they differ only in the scales loaded "
+    "before it and in the activation quantizer"
+)
+FP8_FROM_BLOCK = (
+    "a block-quantized file's tiles have BLOCK_SIZE_K dividing the block, and the per-tensor loop "
+    "is the block loop without its per-step scale loads; tuned for the block loop, speed unverified"
+)
+FP8_TO_BLOCK = (
+    "validated for the block's scale layout (BLOCK_SIZE_K divides the block); tuned for the "
+    "per-tensor loop, speed unverified"
+)
+#: The block shape SGLang's block-FP8 models use (DeepSeek-V3/R1, Qwen3-FP8): the one borrowed from.
+FP8_BLOCK = (128, 128)
+
+
+def name_variants(key: ConfigKey) -> list[Variant]:
+    """Other names to try, in order, when no source has ``key``'s own file: the variants whose
+    tiles SGLang's fused-MoE kernel runs with the same operands (``_down`` and other Triton
+    folders are already covered by the lookup and SGLang). fp8 and int8 never share: another MMA
+    and files from other GPU generations."""
+    if key.dtype == "int8_w8a8" and not key.block_shape:
+        return [Variant(dataclasses.replace(key, per_channel_quant=not key.per_channel_quant), INT8_CHANNEL)]
+    if key.dtype != "fp8_w8a8":
+        return []
+    if not key.block_shape:
+        flipped = dataclasses.replace(key, per_channel_quant=not key.per_channel_quant)
+        block = dataclasses.replace(key, per_channel_quant=False, block_n=FP8_BLOCK[0], block_k=FP8_BLOCK[1])
+        return [Variant(flipped, FP8_SCALES), Variant(block, FP8_FROM_BLOCK)]
+    tensor = dataclasses.replace(key, block_n=0, block_k=0)
+    return [
+        Variant(dataclasses.replace(tensor, per_channel_quant=False), FP8_TO_BLOCK),
+        Variant(dataclasses.replace(tensor, per_channel_quant=True), FP8_TO_BLOCK),
+    ]
+
+
+def served_by(key: ConfigKey) -> list[ConfigKey]:
+    """The keys SGLang may ask for that :func:`name_variants` answers with ``key``'s file."""
+    flip = dataclasses.replace(key, per_channel_quant=not key.per_channel_quant)
+    unblocked = dataclasses.replace(key, block_n=0, block_k=0)
+    asked = [
+        flip,
+        dataclasses.replace(key, per_channel_quant=False, block_n=FP8_BLOCK[0], block_k=FP8_BLOCK[1]),
+        dataclasses.replace(unblocked, per_channel_quant=False),
+        dataclasses.replace(unblocked, per_channel_quant=True),
+    ]
+    return [a for a in dict.fromkeys(asked) if a != key and any(v.key == key for v in name_variants(a))]
+
+
+def parse_file_name(name: str) -> tuple[ConfigKey, str] | None:
+    """(key, device name with underscores) of a file named as SGLang names them, else None."""
+    import re
+
+    m = re.fullmatch(
+        r"E=(\d+),N=(\d+),device_name=(.*?)(?:,dtype=(\w+))?(?:,block_shape=\[(\d+), ?(\d+)\])?"
+        r"(,per_channel_quant=True)?(_down)?\.json",
+        name,
+    )
+    if m is None:
+        return None
+    e, n, device, dtype, bn, bk, pcq, down = m.groups()
+    key = ConfigKey(int(e), int(n), dtype, int(bn or 0), int(bk or 0), bool(pcq), bool(down))
+    return key, device

@@ -174,7 +174,7 @@ def build_get_moe_configs(original: Callable[..., Any], module: ModuleType) -> C
             if not down_moe:
                 log_source_once(key, spec, "heuristic", None)
             return None
-        log_source_once(key, spec, found.source, found.path)
+        log_source_once(key, spec, found.source, found.path, found)
         return found.configs
 
     return get_moe_configs
