@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -37,6 +38,7 @@ def test_json_with_oracle(capsys):
             "--gpu",
             RTX_4090,
             "--json",
+            "--oracle",
         ]
     )
     out = json.loads(capsys.readouterr().out)
@@ -47,6 +49,34 @@ def test_json_with_oracle(capsys):
         assert r["oracle"] == "oracle", r["oracle"]
         assert r["shared_oracle"] <= r["limit"] == 101376
         assert r["shared_oracle"] <= r["shared_estimate"]  # the analytic model is an upper bound
+
+
+def test_answers_in_about_a_second_from_what_the_oracle_measured(tmp_path):
+    """Without --oracle nothing compiles and SGLang is not imported: the bound, or the oracle's bytes
+    where an earlier --oracle run left them (issue 24, part 5)."""
+    import subprocess
+    import sys
+
+    argv = ["moe-config", "--E", "256", "--N", "64", "--K", "7168", "--topk", "8", "--dtype", "int8_w8a8",
+            "--gpu", "NVIDIA L40S", "--json"]  # fmt: skip
+    code = ("import json, sys; from sglang_consumer_gpu.cli import main; main(sys.argv[1:]); "
+            "print(json.dumps({'sglang_imported': 'sglang' in sys.modules}))")  # fmt: skip
+    env = {**os.environ, "SGLANG_CONSUMER_GPU_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(*extra: str) -> tuple[dict, bool]:
+        p = subprocess.run([sys.executable, "-c", code, *argv, *extra], capture_output=True, text=True, env=env,
+                           timeout=600)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        table, last = p.stdout.rstrip().rsplit("\n", 1)
+        return json.loads(table), json.loads(last)["sglang_imported"]
+
+    cold, imported = run()
+    assert not imported and {r["oracle"] for r in cold["rows"]} == {"not measured yet"}
+    measured, _ = run("--oracle")
+    warm, imported = run()
+    assert not imported
+    assert [r["shared_oracle"] for r in warm["rows"]] == [r["shared_oracle"] for r in measured["rows"]]
+    assert all(isinstance(r["shared_oracle"], int) and r["fits"] for r in warm["rows"])
 
 
 def test_model_config_json(tmp_path, capsys):

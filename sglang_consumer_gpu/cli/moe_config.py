@@ -3,8 +3,10 @@
 For every batch size of the standard grid (1 .. 4096): the config SGLang runs
 on the given GPU with the plugin (:func:`sglang_consumer_gpu.families.moe.plugin_choice`),
 where it came from (user / bundled / sglang file, or heuristic; SGLang's own where
-the plugin does not act) and the shared memory the compile-only oracle measures
-for it on that GPU's architecture (``--no-oracle``: the analytic bound only).
+the plugin does not act) and its shared memory on that GPU's architecture: the
+compile-only oracle's exact bytes where an earlier compile left them on disk, else
+the analytic bound (``~``), in about a second; ``--oracle`` compiles what is missing
+(seconds to a minute cold); ``--no-oracle``: the analytic bound only.
 It names the config files SGLang asks for (int8_w8a8 without a block shape is
 per-channel, as SGLang's w8a8_int8 method asks).
 """
@@ -43,7 +45,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (with --model)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel size (with --model; divides --tp)")
     p.add_argument("--gpu", help="GPU name (default: the live GPU or SGLANG_CONSUMER_GPU_VIRTUAL)")
-    p.add_argument("--no-oracle", action="store_true", help="skip compiling; show the analytic bound only")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--oracle", action="store_true", help="compile every row the oracle has not measured yet")
+    how.add_argument("--no-oracle", action="store_true", help="the analytic bound only (no oracle bytes)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -69,20 +73,29 @@ def _shape(args: argparse.Namespace) -> MoeShape:
     return moe_family.as_sglang_asks(shape)
 
 
-def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any]) -> tuple[int | None, str]:
+def _oracle(spec: Any, shape: MoeShape, M: int, config: dict[str, Any], mode: str) -> tuple[int | None, str]:
+    """(bytes, how): ``mode`` "bound" asks nothing, "cached" reads an earlier compile's answer,
+    "compile" also compiles what is missing."""
+    if mode == "bound":
+        return None, "skipped"
     try:
-        from sglang_consumer_gpu.oracle.kernels.moe import layer_shared
+        from sglang_consumer_gpu.oracle.kernels.moe import cached_layer_shared, layer_shared
 
+        cached = cached_layer_shared(spec, shape, M, config)
+        if cached is not None:
+            return cached, "oracle"
+        if mode == "cached":
+            return None, "not measured yet"
         return layer_shared(spec, shape, M, config), "oracle"
     except Exception as exc:
         return None, f"oracle unavailable: {type(exc).__name__}: {exc}"
 
 
-def _row(spec: Any, shape: MoeShape, M: int, *, no_oracle: bool) -> dict[str, Any]:
+def _row(spec: Any, shape: MoeShape, M: int, *, mode: str) -> dict[str, Any]:
     c = moe_family.plugin_choice(spec, shape, M)
     cfg = c.up
     est = estimate_shared(cfg, shape.dtype, shape.block_shape, spec.capability) if cfg else None
-    shared, how = (None, "skipped") if no_oracle or not cfg else _oracle(spec, shape, M, cfg)
+    shared, how = _oracle(spec, shape, M, cfg, mode) if cfg else (None, "skipped")
     return {
         "M": M,
         "config": cfg,
@@ -111,14 +124,15 @@ def run(args: argparse.Namespace) -> int:
         )
     rows = []
     worst_fail = False
+    mode = "compile" if args.oracle else "bound" if args.no_oracle else "cached"
     with contextlib.ExitStack() as stack:
-        if not args.no_oracle:  # one virtual GPU for every compile below (SGLang is imported once)
+        if mode == "compile":  # one virtual GPU for every compile below (SGLang is imported once)
             from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
             with contextlib.suppress(Exception):  # no oracle here: each row says why
                 stack.enter_context(virtual_gpu(spec))
         for M in STANDARD_BATCH_GRID:
-            rows.append(_row(spec, shape, M, no_oracle=args.no_oracle))
+            rows.append(_row(spec, shape, M, mode=mode))
             worst_fail |= rows[-1]["fits"] is False
     up_file, down_file = moe_family.file_names(spec, shape)
     if args.json:
@@ -144,7 +158,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{r['M']:>5}  {cols[0]:>3} {cols[1]:>3} {cols[2]:>3} {cols[3]:>2} {w:>1} {s:>1}  "
                 f"{shared!s:>7}  {fits:>4}  {src}"
             )
-        if rows and rows[0]["oracle"] not in ("oracle", "skipped"):
-            print(f"(shared memory is the analytic bound: {rows[0]['oracle']})")
+        unmeasured = [r for r in rows if r["oracle"] == "not measured yet"]
+        if unmeasured:
+            print(f"(~: the analytic bound, an upper bound; the oracle has not measured {len(unmeasured)} of "
+                  f"{len(rows)} rows on this machine yet: --oracle compiles them, then they answer from its cache)")  # fmt: skip
+        failed = next((r["oracle"] for r in rows if r["oracle"].startswith("oracle unavailable")), None)
+        if failed:
+            print(f"(shared memory is the analytic bound: {failed})")
         print(f"dtype {dtype_label(shape.dtype)}; shared in bytes for one block on {spec.arch_name}")
     return 1 if worst_fail else 0

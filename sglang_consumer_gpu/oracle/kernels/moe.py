@@ -272,11 +272,39 @@ def shape_args(shape: MoeShape) -> dict[str, Any]:
 
 def layer_shared(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int:
     """Bytes of shared memory per block ``config`` needs on ``spec``: the larger
-    of the layer's two GEMMs (cached per process).
-    Raises when SGLang's launcher does (the reason is the answer)."""
+    of the layer's two GEMMs (cached per process, and on disk as an answer:
+    :func:`cached_layer_shared`). Raises when SGLang's launcher does (the reason is the answer)."""
     return _layer_shared(spec, shape, M, tuple(sorted(config.items())))
+
+
+def _answer_key(spec: GpuSpec, shape: MoeShape, M: int, frozen: tuple[tuple[str, Any], ...]) -> str | None:
+    """The on-disk answer's key: everything the compile depends on, read without importing SGLang
+    or Triton (their versions from the package metadata), so a cached answer costs milliseconds."""
+    from sglang_consumer_gpu.oracle.cache import cache_key
+    from sglang_consumer_gpu.versions import installed_version
+
+    sglang, triton = installed_version("sglang"), installed_version("triton")
+    if not sglang or not triton:
+        return None
+    return cache_key(answer="moe-layer-shared", sglang=sglang, triton=triton, arch=spec.arch, M=M,
+                     config=frozen, **shape_args(shape))  # fmt: skip
+
+
+def cached_layer_shared(spec: GpuSpec, shape: MoeShape, M: int, config: dict[str, Any]) -> int | None:
+    """:func:`layer_shared`'s answer if an earlier compile left it on disk, else None (no compile)."""
+    from sglang_consumer_gpu.oracle.cache import default_cache
+
+    cache, key = default_cache(), _answer_key(spec, shape, M, tuple(sorted(config.items())))
+    entry = cache.get(key) if cache is not None and key is not None else None
+    return entry["shared"] if entry is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
 def _layer_shared(spec: GpuSpec, shape: MoeShape, M: int, frozen: tuple[tuple[str, Any], ...]) -> int:
-    return moe_resources(spec, M=M, config=dict(frozen), **shape_args(shape)).shared
+    from sglang_consumer_gpu.oracle.cache import default_cache
+
+    r = moe_resources(spec, M=M, config=dict(frozen), **shape_args(shape))
+    cache, key = default_cache(), _answer_key(spec, shape, M, frozen)
+    if cache is not None and key is not None:
+        cache.put(key, {"kernel": r.kernel, "shared": r.shared, "num_warps": r.num_warps, "num_stages": r.num_stages})
+    return r.shared
