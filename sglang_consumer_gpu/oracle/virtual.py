@@ -53,6 +53,7 @@ from sglang_consumer_gpu.hardware.current import override_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patches import attention_extend, attention_prefill, moe_config
 from sglang_consumer_gpu.patching.base import Seam
+from sglang_consumer_gpu.patching.sglang_device import SGLANG_COMMON, SGLANG_JIT_ARCH
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,6 @@ MODULE_CONSTANTS: dict[str, Callable[[GpuSpec], dict[str, Any]]] = {
     moe_config.MODULE: lambda s: {"_is_hip": False},
 }
 
-#: SGLang's own device helpers (not a kernel family's): the NVML shortcut of ``get_device_sm``
-#: and the JIT kernels' architecture probe.
-SGLANG_COMMON = "sglang.srt.utils.common"
-SGLANG_JIT_ARCH = "sglang.kernels.jit.utils.arch"
 
 #: Functions replaced inside the block: (module, attribute) -> replacement
 #: factory. ``get_device_sm`` asks NVML before torch when CUDA is not

@@ -160,7 +160,7 @@ def parse_args(model_dir: str, argv: Sequence[str]) -> Any:
 
 @contextlib.contextmanager
 def _gpu_memory(mib: float) -> Iterator[None]:
-    from sglang_consumer_gpu.oracle.virtual import SGLANG_COMMON
+    from sglang_consumer_gpu.patching.sglang_device import SGLANG_COMMON
 
     common = importlib.import_module(SGLANG_COMMON)
 
