@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "moe": 2,
     "attention": 2,
     "int8": 2,
+    "backends": 2,
     "models": 3,
     "patches": 4,
     "activation": 4,
@@ -45,7 +46,7 @@ LAYERS: dict[str, int] = {
     "cli": 9,
     "__main__": 10,
 }
-DECISIONS = ("hardware", "moe", "attention", "int8")
+DECISIONS = ("hardware", "moe", "attention", "int8", "backends")
 ABOVE_DECISIONS = ("patches", "oracle", "checks", "measure", "cli")
 
 #: Arrows known to run up, each with who removes it; the test fails once one is gone, so it leaves this list too.
