@@ -18,6 +18,8 @@ block:
 - SGLang's import-time constants (``_is_cuda``, ``CUDA_CAPABILITY`` in the
   modules listed in :data:`MODULE_CONSTANTS`) hold the spec's values, restored
   (or deleted, when they did not exist) on exit;
+- SGLang's registries that CUDA fills at import time (:data:`CUDA_ONLY_REGISTRATIONS`)
+  hold those entries;
 - SGLang's runtime config (``get_exec()``) answer its declared defaults where
   no server has published one (see :data:`EXEC_READERS`);
 - :func:`~sglang_consumer_gpu.hardware.override_spec` answer the spec, and the
@@ -106,6 +108,17 @@ CUDA_ONLY_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
         "sglang.kernels.ops.quantization.per_token_group_quant",
         "per_token_group_quant",
     ),
+}
+
+#: Entries a module adds to one of its registries only when CUDA is present at
+#: import time (``if is_cuda(): REGISTRY.update(...)``): (module, dict attribute)
+#: -> {key: (source module, name)}. Inside the block the missing keys are added
+#: (and removed on exit), so SGLang's resolution accepts what it accepts on a GPU
+#: (``quant_method: mxfp4`` of gpt-oss checkpoints).
+_MXFP4 = {"mxfp4": ("sglang.srt.layers.quantization.mxfp4", "Mxfp4Config")}
+CUDA_ONLY_REGISTRATIONS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("sglang.srt.layers.quantization", "BASE_QUANTIZATION_METHODS"): _MXFP4,
+    ("sglang.srt.layers.quantization", "QUANTIZATION_METHODS"): _MXFP4,
 }
 
 #: Imported before anything is faked (see the module docstring).
@@ -245,6 +258,23 @@ def _exec_fallbacks(saved: list[tuple[Any, str, Any]]) -> None:
             _set_attrs(mod, {"get_exec": lambda default=default: default}, saved)
 
 
+def _register_cuda_only(added: list[tuple[dict[str, Any], str]]) -> None:
+    """Add the missing :data:`CUDA_ONLY_REGISTRATIONS` entries; ``added`` records them for removal."""
+    for (name, registry), entries in CUDA_ONLY_REGISTRATIONS.items():
+        table = getattr(sys.modules.get(name), registry, None)
+        if not isinstance(table, dict):
+            continue
+        for key, (source, attr) in entries.items():
+            if key in table:
+                continue
+            try:
+                table[key] = getattr(importlib.import_module(source), attr)
+            except Exception as exc:  # SGLang without that method: it stays unknown, as on the CPU
+                logger.debug("virtual_gpu: cannot register %s[%r]: %s", registry, key, exc)
+                continue
+            added.append((table, key))
+
+
 def _preload(modules: Iterable[str]) -> None:
     for name in modules:
         try:
@@ -292,6 +322,7 @@ def virtual_gpu(
     _preload(preload)
     with _lock:
         saved: list[tuple[Any, str, Any]] = []
+        registered: list[tuple[dict[str, Any], str]] = []
         try:
             _set_attrs(torch.cuda, _torch_fakes(spec), saved)
             if torch.version.cuda is None:
@@ -313,6 +344,7 @@ def virtual_gpu(
                         logger.debug("virtual_gpu: cannot bind %s.%s: %s", name, attr, exc)
                         continue
                     _set_attrs(mod, {attr: value}, saved)
+            _register_cuda_only(registered)
             _exec_fallbacks(saved)
             clear_sglang_caches()
             with override_spec(spec):
@@ -330,5 +362,7 @@ def virtual_gpu(
                         finally:
                             clear_sglang_caches()
         finally:
+            for table, key in reversed(registered):
+                table.pop(key, None)
             _restore(saved)
             clear_sglang_caches()
