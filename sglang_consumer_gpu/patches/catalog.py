@@ -25,6 +25,9 @@ BUILTIN_PATCH_MODULES: tuple[str, ...] = (
     "sglang_consumer_gpu.patches.attention_extend",
     "sglang_consumer_gpu.patches.attention_prefill",
     "sglang_consumer_gpu.patches.int8_scaled_mm",
+    "sglang_consumer_gpu.patches.backend_model_attention",
+    "sglang_consumer_gpu.patches.backend_deterministic_attention",
+    "sglang_consumer_gpu.patches.mxfp4_marlin_gate",
     "sglang_consumer_gpu.patches.safety_net",
 )
 
