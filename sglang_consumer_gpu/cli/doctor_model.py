@@ -173,6 +173,11 @@ def print_assessment(
     )
     for f in reasons:
         print(f"  {_TAG[f.severity]} [{f.area}] {f.text}")
+    if r.backends:
+        print()
+        print("Backends (SGLang's choice -> the plugin's, where they differ)")
+        for b in r.backends:
+            print(f"  {b.line(s)}")
     if m is not None:
         print()
         print("Memory, per GPU" + (f" (tightest pipeline stage: {m.worst.stage})" if L.pp > 1 else ""))

@@ -102,21 +102,27 @@ def _ranges(ms: list[int], key: Callable[[int], Any]) -> list[tuple[int, int, An
     return out
 
 
-def _sglang_choice(spec: GpuSpec, shape: MoeShape, m: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """SGLang's own (up, down) config; its "Using default MoE kernel config" warnings are the
-    expected answer here, not news for the user, so they are silenced."""
+def _sglang_choices(
+    spec: GpuSpec, shape: MoeShape, ms: list[int]
+) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """SGLang's own (up, down) config per batch size, all asked on one virtual GPU (each entry
+    re-applies every patch); its "Using default MoE kernel config" warnings are the expected
+    answer here, not news for the user, so they are silenced."""
     from sglang_consumer_gpu.checks.moe import sglang_choice
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
     log = logging.getLogger("sglang")
     level = log.level
     log.setLevel(logging.ERROR)
+    out = {}
     try:
         with virtual_gpu(spec, patched=False):
-            up, down = sglang_choice(shape, m)
+            for m in ms:
+                up, down = sglang_choice(shape, m)
+                out[m] = (up, down or up)
     finally:
         log.setLevel(level)
-    return up, down or up
+    return out
 
 
 def _freeze(cfg: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -193,7 +199,7 @@ def moe_rows(
 
     ms = moe_batches(launch)
     plugin = {m: choose(m, shape, spec) for m in ms}
-    sglang = {m: _sglang_choice(spec, shape, m) for m in ms}
+    sglang = _sglang_choices(spec, shape, ms)
     todo: dict[Any, None] = {}
     checker = FitCache(spec, shape, compile=compile)
     for m in ms:
@@ -215,7 +221,9 @@ def moe_rows(
         pfit = checker.fit(c.config, lo, patched=True) if c.config else Fit(None, "SGLang's default", None)
         sfit_up = checker.fit(up, lo, patched=False)
         sfit = sfit_up if down == up else _worst(sfit_up, checker.fit(down, lo, patched=False))
-        rows.append(KernelRow("fused_moe", batches, tile_label(c.config), src, pfit, pair_label(up, down), sfit))
+        rows.append(
+            KernelRow("fused_moe", batches, tile_label(c.config), src, pfit, pair_label(up, down), sfit)
+        )
     if bar is not None:
         bar.close()
     return rows

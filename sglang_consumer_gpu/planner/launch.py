@@ -40,7 +40,12 @@ class Launch:
     max_total_tokens: int | None = None
     context_len: int = 4096
     page_size: int = 1
+    # Attention backends as resolved with the plugin's backend patches (what runs), and by
+    # SGLang alone; the pairs are (prefill, decode), "" where the model has no such layers.
     attention_backend: str = ""
+    attention_backends: tuple[str, str] = ("", "")
+    sglang_attention_backends: tuple[str, str] = ("", "")
+    linear_attention_backends: tuple[str, str] = ("", "")
     moe_runner_backend: str = "auto"
     pp_layers: tuple[tuple[int, int], ...] = ()  # SGLang's layer range of each pipeline stage
     notes: tuple[str, ...] = field(default=())

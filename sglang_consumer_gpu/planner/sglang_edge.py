@@ -132,13 +132,15 @@ def _gpu_memory(mib: float) -> Iterator[None]:
         common.get_nvgpu_memory_capacity = saved
 
 
-def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes) -> Any:
+def _resolve(
+    spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes, *, patched: bool = False
+) -> Any:
     from sglang_consumer_gpu.oracle.virtual import virtual_gpu
 
     try:
         with _captured(notes):
             sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
-            with virtual_gpu(spec, patched=False), _gpu_memory(mib):
+            with virtual_gpu(spec, patched=patched), _gpu_memory(mib):
                 sa.resolve_once()
     except SglangRejects:
         raise
@@ -171,8 +173,54 @@ def other_checkpoint(config_path: str) -> Iterator[str]:
         yield tmp
 
 
+def _attention_backends(cfg: Any) -> tuple[str, str, str]:
+    """(base, prefill, decode) attention backends of a resolved launch."""
+    from sglang.srt.arg_groups.overrides import attention_backends_of
+
+    prefill, decode = attention_backends_of(cfg)
+    return str(cfg.attention_backend or ""), str(prefill or ""), str(decode or "")
+
+
+def _linear_attention_backends(cfg: Any, mc: Any) -> tuple[str, str]:
+    """(prefill, decode) kernels of a hybrid model's linear-attention layers ("" for other models)."""
+    from sglang.srt.configs.hybrid_arch import hybrid_gdn_config, hybrid_kda_config
+
+    if hybrid_gdn_config(mc) is None and hybrid_kda_config(mc) is None:
+        return "", ""
+    base = str(cfg.linear_attn_backend or "")
+    return str(cfg.linear_attn_prefill_backend or base), str(cfg.linear_attn_decode_backend or base)
+
+
+def _with_plugin(
+    spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, sa: Any
+) -> tuple[tuple[str, str, str], str | None]:
+    """The attention backends SGLang resolves with the plugin's backend patches applied (its
+    own resolution again, patched), and a note when that resolution fails where SGLang's alone
+    did not. The patches replace only choices without kernels for the GPU, so where every
+    backend SGLang alone resolved has kernels (or no known lack of them) the answer is SGLang's
+    own and the second resolution is skipped."""
+    from sglang.srt.arg_groups.overrides import resolving_view, use_mla_backend
+
+    from sglang_consumer_gpu.backends import attention_runs, checks_backends
+
+    alone = _attention_backends(resolving_view(sa))
+    mla = bool(use_mla_backend(sa))
+    if not checks_backends(spec) or all(attention_runs(spec, b, mla=mla) is not False for b in alone if b):
+        return alone, None
+    try:
+        return _attention_backends(
+            resolving_view(_resolve(spec, model_dir, argv, mib, _Notes(), patched=True))
+        ), None
+    except SglangRejects as exc:
+        return (
+            alone,
+            f"with the plugin's backend patches SGLang refuses this launch ({exc}); SGLang's own choice kept",
+        )
+
+
 def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
-    """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``.
+    """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``: SGLang alone, with the
+    attention backends the plugin's backend patches make of it alongside.
 
     Raises :class:`SglangRejects` with SGLang's message when it refuses them.
     """
@@ -184,6 +232,8 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
     notes = _Notes()
     sa = _resolve(spec, model_dir, argv, mib, notes)
     cfg = resolving_view(sa)
+    alone = _attention_backends(cfg)
+    plugin, plugin_note = _with_plugin(spec, model_dir, argv, mib, sa)
     user_fraction = any(a == "--mem-fraction-static" or a.startswith("--mem-fraction-static=") for a in argv)
     default = cfg.mem_fraction_static
     if user_fraction:
@@ -225,8 +275,11 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
         max_total_tokens=cfg.max_total_tokens,
         context_len=int(mc.context_len),
         page_size=int(cfg.page_size or 1),
-        attention_backend=str(cfg.attention_backend or ""),
+        attention_backend=plugin[0],
+        attention_backends=plugin[1:],
+        sglang_attention_backends=alone[1:],
+        linear_attention_backends=_linear_attention_backends(cfg, mc),
         moe_runner_backend=str(cfg.moe_runner_backend),
         pp_layers=tuple(get_pp_indices(layers, r, pp) for r in range(pp)) if layers else (),
-        notes=tuple(f"SGLang: {line}" for line in notes.lines),
+        notes=tuple(f"SGLang: {line}" for line in notes.lines) + ((plugin_note,) if plugin_note else ()),
     )

@@ -6,7 +6,8 @@ a per-channel checkpoint when dense layers stop dividing, a 16-bit or 4-bit
 checkpoint where the GPU cannot run fp8 experts, fp8 e5m2 KV before sm_89,
 SGLang's own default static fraction when a higher one leaves too little
 headroom, a higher fraction when the weights leave no KV pool, more pipeline
-stages when the weights do not fit, more nodes when a node has too few GPUs.
+stages when the weights do not fit, more nodes when a node has too few GPUs, a backend
+with kernels for the GPU where the chosen one has none.
 A candidate is kept only if the planner, run again on it (SGLang's resolution
 included), judges it better than the original; the result is shown with it.
 """
@@ -159,6 +160,9 @@ def _candidates(base: Assessment) -> list[Candidate]:
                     f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
                 )
             )
+    for row in base.backends:
+        if row.fix:
+            out.append(Candidate(f"{row.flag} {row.fix}", set_flag(argv, row.flag, row.fix), desc))
     for _, t in texts:
         if "run it on" in t and "--nnodes" in t:
             nodes = t.split("--nnodes ")[-1].split(",")[0].split(")")[0].strip()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
+from sglang_consumer_gpu.planner.backends import BackendRow, backend_findings, backend_rows
 from sglang_consumer_gpu.planner.constraints import FAIL, INFO, RISK, Finding, check_constraints
 from sglang_consumer_gpu.planner.kernels import KernelRow
 from sglang_consumer_gpu.planner.launch import Launch
@@ -119,6 +120,7 @@ class Assessment:
     findings: list[Finding]
     kernels: list[KernelRow] = field(default_factory=list)
     kernel_notes: list[str] = field(default_factory=list)
+    backends: list[BackendRow] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -145,6 +147,7 @@ class Assessment:
             "findings": [f.to_dict() for f in self.findings],
             "kernels": [r.to_dict() for r in self.kernels],
             "kernel_notes": list(self.kernel_notes),
+            "backends": [b.to_dict() for b in self.backends],
         }
 
 
@@ -166,4 +169,7 @@ def assess(
         findings += memory_findings(mem, desc, launch)
     rows = kernels or []
     findings += kernel_findings(rows, spec)
-    return Assessment(spec, desc, launch, mem, findings, rows, list(kernel_notes or []))
+    findings += backend_findings(spec, desc, launch)
+    return Assessment(
+        spec, desc, launch, mem, findings, rows, list(kernel_notes or []), backend_rows(spec, desc, launch)
+    )
