@@ -215,11 +215,11 @@ def explain(spec: GpuSpec) -> str:
     return "MXFP4 experts may run Marlin on sm_80-sm_89 (SGLang's SM90+ gate lifted)"
 
 
-def _patch(name: str, versions: str, module: str, cls: str) -> Patch:
+def _patch(name: str, versions: str, module: str, cls: str, says: str) -> Patch:
     return Patch(
         name=name,
         seams=(Seam(versions, module, f"{cls}.{METHOD}", ("self", "layer")),),
-        why=f"{cls} refuses Marlin below sm_90 ('{MESSAGE} SM90+', after loading the weights) although "
+        why=f"{cls} refuses Marlin below sm_90 ('{MESSAGE} {says}', after loading the weights) although "
         "Marlin's MoE kernel runs on sm_80+ (sgl-project/sglang#33937)",
         build=_build(cls),
         needed_on=mxfp4_marlin_gate_opens,
@@ -229,11 +229,14 @@ def _patch(name: str, versions: str, module: str, cls: str) -> Patch:
 
 
 PATCHES = [
-    _patch("mxfp4-marlin-gate", ">=0.5.12", "sglang.srt.layers.quantization.mxfp4", "Mxfp4MoEMethod"),
+    _patch(
+        "mxfp4-marlin-gate", ">=0.5.12", "sglang.srt.layers.quantization.mxfp4", "Mxfp4MoEMethod", "SM90+."
+    ),
     _patch(
         "mxfp4-marlin-gate-fp4-experts",
         ">=0.5.14",
         "sglang.srt.layers.quantization.mxfp4_marlin_moe",
         "Mxfp4MarlinMoEMethod",
+        "SM90 or SM120.",
     ),
 ]
