@@ -172,13 +172,16 @@ def _gpu_memory(mib: float) -> Iterator[None]:
         common.get_nvgpu_memory_capacity = saved
 
 
-def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes) -> Any:
+def _resolve(
+    spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes, *, patched: bool = False
+) -> Any:
+    """SGLang's resolution of ``argv`` on ``spec``, alone or with the plugin's patches (``patched``)."""
     from sglang_consumer_gpu.families import on_gpu
 
     try:
         with _captured(notes):
             sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
-            with on_gpu(spec, patched=False), _gpu_memory(mib):
+            with on_gpu(spec, patched=patched), _gpu_memory(mib):
                 sa.resolve_once()
                 sa.check_server_args()  # what launch_server checks next, before any GPU work
     except (SglangRejects, InvalidValue):
