@@ -44,6 +44,10 @@ logger = logging.getLogger("sglang_consumer_gpu")
 MODULE = "sglang.srt.arg_groups.overrides"
 ATTR = "collect_model_override_declarations"
 FIELDS = ("attention_backend", "prefill_attention_backend", "decode_attention_backend")
+#: Where SGLang tells hybrid linear-attention models (Gated DeltaNet: Qwen3-Next; KDA: Kimi
+#: Linear) from the rest, ``hybrid_gdn_config`` / ``hybrid_kda_config`` of a model config; the
+#: backends family reads it for ``doctor --model`` (their layers' kernels).
+HYBRID_ARCH = Seam(">=0.5.16", "sglang.srt.configs.hybrid_arch", "hybrid_gdn_config")
 
 _logged: set[tuple[str, str, str]] = set()
 _lock = threading.Lock()
