@@ -212,6 +212,11 @@ def print_assessment(
     )
     for f in reasons:
         print(f"  {_TAG[f.severity]} [{f.area}] {f.text}")
+    for section in r.sections:
+        print()
+        print(section.title)
+        for line in section.lines:
+            print(f"  {line}")
     if m is not None:
         print()
         print("Memory, per GPU" + (f" (tightest pipeline stage: {m.worst.stage})" if L.pp > 1 else ""))

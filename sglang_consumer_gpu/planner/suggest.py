@@ -8,8 +8,9 @@ SGLang's own default static fraction when a higher one leaves too little
 headroom, a higher fraction when the weights leave no KV pool, more pipeline
 stages when the weights do not fit, more nodes when a node has too few GPUs,
 the neighbouring power-of-two TP sizes when heads or the MoE width do not split
-over TP, and an expert-parallel size (TP's, or a power of two) that divides
-both TP and the experts.
+over TP, an expert-parallel size (TP's, or a power of two) that divides
+both TP and the experts, and the flag a finding names as its fix (a family's:
+a backend with kernels for the GPU).
 A candidate is kept only if the planner, run again on it (SGLang's resolution
 included), judges it better than the original; the result is shown with it.
 """
@@ -181,6 +182,8 @@ def _candidates(base: Assessment) -> list[Candidate]:
                     f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
                 )
             )
+    for flag, value in dict.fromkeys(f.fix for f in base.findings if f.fix):
+        out.append(Candidate(f"{flag} {value}", set_flag(argv, flag, value), desc))
     for _, t in texts:
         if "run it on" in t and "--nnodes" in t:
             nodes = t.split("--nnodes ")[-1].split(",")[0].split(")")[0].strip()
