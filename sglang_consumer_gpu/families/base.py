@@ -134,19 +134,23 @@ FAIL, RISK, INFO = "WILL FAIL", "AT RISK", "note"
 class Finding:
     """One reason for (or remark on) the verdict of ``doctor --model``.
 
-    ``fix`` is a launch flag and its value that should cure it; the planner re-checks the launch
-    with it and offers it only if the verdict improves (for findings whose fix is no flag, the
-    planner derives candidates from the reasons itself)."""
+    ``fix`` is a launch flag and its value (``""`` for a switch) that should cure it; the planner
+    re-checks the launch with it and offers it only if the verdict improves (for findings whose fix
+    is no flag, the planner derives candidates from the reasons itself). ``env`` is an environment
+    variable and its value that should, for the launch command ``doctor --model`` prints."""
 
     severity: str  # FAIL, RISK or INFO
     area: str  # "layout", "quantization", "architecture", "memory", "kernels", "input", a family's name
     text: str
     fix: tuple[str, str] | None = None
+    env: tuple[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "area": self.area, "text": self.text}
         if self.fix:
             out["fix"] = list(self.fix)
+        if self.env:
+            out["env"] = list(self.env)
         return out
 
 

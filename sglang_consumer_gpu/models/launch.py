@@ -99,6 +99,15 @@ class Launch:
         return d
 
 
+def apply_fix(argv: Sequence[str], fix: tuple[str, str]) -> tuple[str, ...]:
+    """``argv`` with a finding's fix: ``(flag, value)``, or ``(flag, "")`` for a switch such as
+    ``--disable-custom-all-reduce`` (added once)."""
+    flag, value = fix
+    if value:
+        return set_flag(argv, flag, value)
+    return tuple(argv) if flag in argv else (*argv, flag)
+
+
 def set_flag(argv: Sequence[str], flag: str, value: str | None, *aliases: str) -> tuple[str, ...]:
     """``argv`` with ``flag`` (or an alias) set to ``value`` (None: removed)."""
     names = (flag, *aliases)

@@ -26,12 +26,12 @@ from sglang_consumer_gpu.models import (
     parse_quantization,
     quantization_from_flag,
 )
-from sglang_consumer_gpu.models.launch import set_flag
+from sglang_consumer_gpu.models.launch import apply_fix, set_flag
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK
 from sglang_consumer_gpu.planner.sglang_edge import InvalidValue, SglangRejects
 from sglang_consumer_gpu.planner.verdict import OK, Assessment
 
-_RANK = {OK: 0, RISK: 1, FAIL: 2}
+RANK = {OK: 0, RISK: 1, FAIL: 2}
 
 #: (argv, model description, another checkpoint?) -> Assessment: the same planner, on a changed
 #: launch; with ``True`` SGLang is asked about this model's config without its quantization_config.
@@ -52,6 +52,7 @@ class Suggestion:
     change: str
     argv: tuple[str, ...]
     result: Assessment
+    needs_other_checkpoint: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -182,8 +183,8 @@ def _candidates(base: Assessment) -> list[Candidate]:
                     f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
                 )
             )
-    for flag, value in dict.fromkeys(f.fix for f in base.findings if f.fix):
-        out.append(Candidate(f"{flag} {value}", set_flag(argv, flag, value), desc))
+    for fix in dict.fromkeys(f.fix for f in base.findings if f.fix):
+        out.append(Candidate(" ".join(fix).strip(), apply_fix(argv, fix), desc))
     for _, t in texts:
         if "run it on" in t and "--nnodes" in t:
             nodes = t.split("--nnodes ")[-1].split(",")[0].split(")")[0].strip()
@@ -205,12 +206,12 @@ def suggest(base: Assessment, evaluate: Evaluate, *, limit: int = 3) -> list[Sug
             result = evaluate(cand.argv, cand.desc, cand.needs_other_checkpoint)
         except (SglangRejects, InvalidValue):
             continue
-        if _RANK[result.verdict] < _RANK[base.verdict]:
+        if RANK[result.verdict] < RANK[base.verdict]:
             change = cand.change + (
                 " (a different checkpoint: download it first)" if cand.needs_other_checkpoint else ""
             )
-            found.append(Suggestion(change, cand.argv, result))
+            found.append(Suggestion(change, cand.argv, result, cand.needs_other_checkpoint))
             done.add(cand.family)
         if len(found) >= limit:
             break
-    return sorted(found, key=lambda s: _RANK[s.result.verdict])
+    return sorted(found, key=lambda s: RANK[s.result.verdict])
