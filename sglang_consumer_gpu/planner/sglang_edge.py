@@ -36,6 +36,7 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.launch import Launch, set_flag
+from sglang_consumer_gpu.planner import launch_cache
 
 PIPELINE = "sglang.srt.arg_groups.pipeline"
 #: Modules ``run_resolution_pipeline`` imports lazily that must load outside the virtual GPU.
@@ -239,13 +240,35 @@ class _WithPlugin:
         return self.server_args
 
 
+def known(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> bool:
+    """Whether :func:`resolve_launch` answers from the cache (without importing SGLang)."""
+    return launch_cache.get(launch_cache.key(spec, model_dir, argv, gpu_bytes)) is not None
+
+
 def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
     """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``, with each family's facts
     about the resolution: SGLang alone's, or with the plugin's patches where a family asks for that
-    (then that one: what a server with the plugin runs).
+    (then that one: what a server with the plugin runs). Answered from :mod:`.launch_cache` when
+    the same question was asked before.
 
-    Raises :class:`SglangRejects` with SGLang's message when it refuses them.
+    Raises :class:`SglangRejects` (or :class:`InvalidValue`) with SGLang's message when it refuses them.
     """
+    k = launch_cache.key(spec, model_dir, argv, gpu_bytes)
+    hit = launch_cache.get(k)
+    if isinstance(hit, Launch):
+        return hit
+    if hit is not None:
+        raise (SglangRejects if hit[0] == SglangRejects.__name__ else InvalidValue)(hit[1])
+    try:
+        launch = _resolve_launch(spec, model_dir, argv, gpu_bytes)
+    except (SglangRejects, InvalidValue) as exc:
+        launch_cache.put(k, (type(exc).__name__, str(exc)))
+        raise
+    launch_cache.put(k, launch)
+    return launch
+
+
+def _resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
     _preload()
     from sglang.srt.arg_groups.overrides import model_config_of, resolving_view
     from sglang.srt.distributed.utils import get_pp_indices
