@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape, dtype_l
 from sglang_consumer_gpu.moe.smem import estimate_shared
 from sglang_consumer_gpu.moe.sources import SOURCES, ConfigKey, config_file_name, directories
 from sglang_consumer_gpu.moe.validate import pair_label, tile_label
+from sglang_consumer_gpu.oracle import answers
 from sglang_consumer_gpu.oracle.item import CheckItem, error_text
 from sglang_consumer_gpu.oracle.kernels.moe import GEMMS, moe_gemm_resources, moe_resources_both, shape_args
 from sglang_consumer_gpu.patches import moe_config
@@ -212,6 +214,21 @@ def sglang_choices(spec: GpuSpec, shape: MoeShape, ms: Iterable[int], *, patched
     """:func:`sglang_choice` for several batch sizes at once."""
     with quiet_sglang(), on_gpu(spec, patched=patched):
         return {M: _asked(shape, M) for M in ms}
+
+
+def sglang_choices_remembered(spec: GpuSpec, shape: MoeShape, ms: Iterable[int]) -> dict[int, Configs]:
+    """:func:`sglang_choices` of SGLang alone, from the answer cache when asked before
+    (:mod:`~sglang_consumer_gpu.oracle.answers`: ``doctor --model`` then skips importing SGLang's
+    fused-MoE modules). SGLang alone reads its bundled files (its version is in the key) and
+    ``SGLANG_MOE_CONFIG_DIR`` (whose files are)."""
+    ms = sorted(set(ms))
+    k = answers.key("moe-sglang-choices", spec=spec.to_dict(), shape=repr(shape), ms=ms,
+                    user_dir=answers.files_of(os.environ.get("SGLANG_MOE_CONFIG_DIR"), "**/*.json"))  # fmt: skip
+    hit = answers.get(k, lambda v: isinstance(v, dict) and set(v) == set(ms))
+    if hit is None:
+        hit = sglang_choices(spec, shape, ms)
+        answers.put(k, hit)
+    return hit
 
 
 def sglang_default(spec: GpuSpec, shape: MoeShape, M: int) -> dict[str, Any]:
@@ -733,7 +750,7 @@ def planner_rows(
     compile per distinct config: shared memory depends on the tile and dtype, not on M)."""
     ms = batch_sizes(launch)
     plugin = {m: plugin_choice(spec, shape, m) for m in ms}
-    sglang = {m: (up, down or up) for m, (up, down) in sglang_choices(spec, shape, ms).items()}
+    sglang = {m: (up, down or up) for m, (up, down) in sglang_choices_remembered(spec, shape, ms).items()}
     todo: dict[Any, None] = {}
     checker = FitCache(spec, shape, compile=compile)
     for m in ms:
