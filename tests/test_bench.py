@@ -38,9 +38,9 @@ def llama(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def plan_for(spec: Any, model: Path = QWEN, ms: list[int] = MS) -> Any:
+def plan_for(spec: Any, model: Path = QWEN, ms: list[int] = MS, *, tp: int = 1) -> Any:
     with override_spec(spec):
-        return list_points(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
+        return list_points(spec, load_model(str(model)), tp=tp, ep=1, batch_sizes=ms)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +202,38 @@ def test_sglangs_own_choice_does_not_leak_from_one_virtual_gpu_to_the_next():
     h200 = sglang_choices(capped_h200(), shape, [4096])
     assert h200 != alone  # SGLang has an H200 file for this layer, none for the 4090
     assert sglang_choices(rtx, shape, [4096]) == alone
+
+
+# ------------------------------------------------------------------------------ planned points
+
+#: (GPU, capped shared memory or None, model fixture, tp, batch sizes): consumer cards, a capped and an
+#: uncapped data-centre card, block FP8, MLA under TP, and experts the Triton fused MoE does not run.
+PLANNED = [
+    ("NVIDIA GeForce RTX 4090", None, "Qwen3-30B-A3B", 1, [1, 64, 4096]),
+    ("NVIDIA GeForce RTX 4090", None, "Qwen3-30B-A3B-FP8", 1, [1, 256]),
+    ("NVIDIA L40S", None, "DeepSeek-V3", 8, [1, 512]),
+    ("NVIDIA H200", 101_376, "Qwen3-30B-A3B", 1, [1, 4096]),
+    ("NVIDIA H100 80GB HBM3", None, "Qwen3-30B-A3B", 1, [1, 4096]),
+    ("NVIDIA GeForce RTX 3090", None, "gpt-oss-20b", 1, [16]),
+]
+PLANNED_FIXTURE = ROOT / "tests/fixtures/bench_points.json"
+
+
+def planned_documents() -> dict[str, Any]:
+    """``bench``'s document before timing for each of :data:`PLANNED` (model paths relative to the repository)."""
+    docs = {}
+    for gpu, smem, model, tp, ms in PLANNED:
+        spec = find_gpu(gpu)
+        if smem:
+            spec = dataclasses.replace(spec, smem_per_block_optin=smem, source="live+emulated-smem")
+        doc = BRun.document(plan_for(spec, QWEN.parent / model, ms, tp=tp), {}, [])
+        doc["model"]["config_path"] = str(Path(doc["model"]["config_path"]).relative_to(ROOT))
+        key = f"{gpu}{f' capped at {smem} B' if smem else ''}|{model}|tp{tp}"
+        docs[key] = json.loads(json.dumps(doc, default=str))
+    return docs
+
+
+def test_planned_points_are_the_recorded_ones():
+    """The points, choices, fits and notes ``bench`` plans are those recorded in
+    ``tests/fixtures/bench_points.json`` (the document before timing, key for key)."""
+    assert planned_documents() == json.loads(PLANNED_FIXTURE.read_text())
