@@ -63,7 +63,7 @@ out["dropped"] = layer.check(cfg).to_dict()
 from sglang_consumer_gpu.measure.common import judge
 from sglang_consumer_gpu.measure.moe import error_bound
 layer = MoeLayer(case, device="cpu", slots=1)
-up_out = layer.up(cfg)(0)
+up_out = layer.up_gemm(cfg)(0)
 out["up_alone"] = judge(up_out, layer.up_reference(0), error_bound(case)).to_dict()
 out["up_alone_down_untouched"] = bool(layer.slots[0].c2.isnan().all())
 print(json.dumps(out))
@@ -76,7 +76,7 @@ def interpreted() -> dict[str, Any]:
 
 
 def test_the_up_gemm_alone_matches_its_float32_reference(interpreted: dict[str, Any]) -> None:
-    """``MoeLayer.up``: one launch (the up GEMM), against ``up_reference``; the down GEMM's output is never written."""
+    """``MoeLayer.up_gemm``: one launch (the up GEMM), against ``up_reference``; the down GEMM's output is never written."""
     r = interpreted["up_alone"]
     assert r["ok"] and r["unwritten"] == 0 and 0 < r["error"] <= r["bound"], r
     assert interpreted["up_alone_down_untouched"]

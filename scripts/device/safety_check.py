@@ -40,7 +40,7 @@ the same seeded inputs; their input hashes are compared too. Writes
 ``longtail_device.json`` and ``safety_overhead.png`` under ``--out``.
 
 The inputs and float32 references are the engine's (:class:`~sglang_consumer_gpu.measure.moe.MoeLayer`
-``up``/``up_reference``, :class:`~sglang_consumer_gpu.measure.attention.ExtendRun`), the cap is the
+``up_gemm``/``up_reference``, :class:`~sglang_consumer_gpu.measure.attention.ExtendRun`), the cap is the
 emulation's driver hook; what stays here is the orchestration and each check's verdict. ``--dry-run``
 builds every input and reference on the CPU and launches nothing (``tests/test_safety_check_script.py``).
 """
@@ -159,7 +159,7 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
 
 def moe_layer(seed: int, device: str = "cuda") -> MoeLayer:
     """:data:`MOE_CASE` built by the engine (seeded weights, activations, routing; NaN-poisoned
-    outputs); ``layer.up(config)(0)`` is one launch of SGLang's ``fused_moe_kernel``."""
+    outputs); ``layer.up_gemm(config)(0)`` is one launch of SGLang's ``fused_moe_kernel``."""
     return MoeLayer(MOE_CASE, device=device, seed=seed, slots=1)
 
 
@@ -234,7 +234,7 @@ def _interventions(kernel: str, config: dict[str, int] | None = None) -> list[di
 def check_moe(reference: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     torch = _torch()
     layer = moe_layer(1)
-    out = layer.up(OLD_MOE_TILE)(0).clone()
+    out = layer.up_gemm(OLD_MOE_TILE)(0).clone()
     torch.cuda.synchronize()
     row: dict[str, Any] = {
         "config": OLD_MOE_TILE,
@@ -352,7 +352,7 @@ def check_cuda_graph() -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, tile, seed in (("control", CONTROL_TILE, 5), ("fitted_in_capture", CAPTURE_TILE, 6)):
         layer = moe_layer(seed)
-        launch = layer.up(tile)  # routing aligned here, before the capture
+        launch = layer.up_gemm(tile)  # routing aligned here, before the capture
         sub: dict[str, Any] = {"config": tile}
         try:
             graph = torch.cuda.CUDAGraph()
@@ -414,7 +414,7 @@ def bench_overhead(rounds: int = 15, launches: int = 1000) -> dict[str, Any]:
     ws = torch.ones(128, device="cuda", dtype=torch.bfloat16)
     out = torch.empty_like(xs)
     layer = moe_layer(7)
-    fitted_moe, native_moe = layer.up(OLD_MOE_TILE), layer.up({**OLD_MOE_TILE, "num_stages": 1})
+    fitted_moe, native_moe = layer.up_gemm(OLD_MOE_TILE), layer.up_gemm({**OLD_MOE_TILE, "num_stages": 1})
     kernels: dict[str, Callable[[], Any]] = {
         # SGLang's smallest launch: one row of RMSNorm, its Triton kernel called as rms_norm() calls it
         "rms_norm kernel 1x128 (raw launch)": lambda: bio._rms_norm_kernel[(1,)](
@@ -526,7 +526,7 @@ def part_reference(out: Path) -> dict[str, Any]:
         layer = moe_layer(1)
         for stages in range(OLD_MOE_TILE["num_stages"], 0, -1):
             try:
-                result = layer.up({**OLD_MOE_TILE, "num_stages": stages})(0)
+                result = layer.up_gemm({**OLD_MOE_TILE, "num_stages": stages})(0)
             except OutOfResources:
                 continue
             doc["moe"] = {"input_hash": _hash(layer.w1[0]), "output_hash": _hash(result), "num_stages": stages}

@@ -43,7 +43,7 @@ import importlib
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import UNIT_ROUNDOFF, Check, judge, worst
@@ -139,9 +139,6 @@ class MoeCase:
         s = self.shape
         q = "" if self.quant in ("none", "per-tensor") else f",{self.quant}"
         return f"E={s.E},N={s.N},K={s.K},topk={s.topk},{dtype_label(s.dtype)}{q},{self.act_dtype},M={self.M}"
-
-    def with_m(self, M: int) -> MoeCase:
-        return replace(self, M=M)
 
 
 def error_bound(case: MoeCase) -> float:
@@ -601,7 +598,7 @@ class MoeLayer:
 
         return fn
 
-    def up(self, config: dict[str, Any]) -> Callable[[int], Any]:
+    def up_gemm(self, config: dict[str, Any]) -> Callable[[int], Any]:
         """``fn(i)``: the up GEMM alone on input set ``i % slots``; returns its output (``c1``).
         The unit of one kernel launch, for what watches single launches (the safety net)."""
         cfg = launch_config(config)
