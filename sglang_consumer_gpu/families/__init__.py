@@ -41,10 +41,12 @@ that every patch module belongs to exactly one family.
 
 from __future__ import annotations
 
-from sglang_consumer_gpu.families import attention, backends, int8, moe, safety_net
+from sglang_consumer_gpu.families import attention, backends, cutlass_moe, int8, moe, safety_net
 from sglang_consumer_gpu.families.base import Family, Provider, on_gpu
 
 #: Every family, in the order the tools report them.
-FAMILIES: tuple[Family, ...] = (moe.FAMILY, attention.FAMILY, int8.FAMILY, backends.FAMILY, safety_net.FAMILY)
+FAMILIES: tuple[Family, ...] = (
+    moe.FAMILY, attention.FAMILY, int8.FAMILY, cutlass_moe.FAMILY, backends.FAMILY, safety_net.FAMILY
+)
 
 __all__ = ["FAMILIES", "Family", "Provider", "on_gpu"]
