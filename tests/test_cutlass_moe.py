@@ -54,7 +54,8 @@ def test_routing_decision_on_virtual_gpus(name: str, routed: bool) -> None:
     assert cutlass_moe_fp8.needed_on(spec) is routed
     assert FAMILY.active(spec) is routed
     module = _module()
-    registry.revert_all(sglang_only=True)  # decided afresh for this GPU (an installed patch stays, and its guard decides per call)
+    # Decided afresh for this GPU (an installed patch stays installed, and its guard decides per call).
+    registry.revert_all(sglang_only=True)
     with on_gpu(spec, patched=True):
         result = registry.results()[cutlass_moe_fp8.PATCH.name]
         assert _installed(module) is routed, result
