@@ -65,6 +65,8 @@ NO_SEAM = {
     "backend-deterministic-attention": "<0.5.15",
     "mxfp4-marlin-gate": "<0.5.12",
     "mxfp4-marlin-gate-fp4-experts": "<0.5.14",
+    # SGLang refuses cutlass MoE on sm_120 before 0.5.10; 0.5.10's Triton runner is in the old module
+    "cutlass-moe-fp8": "<0.5.11",
 }
 #: The patches of SGLang's code; the Triton-level ones (the safety net) are checked against Triton below.
 PATCHES = [p for p in builtin_patches() if not p.triton_only]
@@ -76,6 +78,8 @@ def _needed() -> set[str]:
     for patch in PATCHES:
         for seam in patch.all_seams():
             files.update(module_paths(seam.module))
+    for _name, seam in _family_seams():  # what the patches call beside their targets
+        files.update(module_paths(seam.module))
     return files
 
 
@@ -184,6 +188,29 @@ def test_every_gate_the_plugin_lifts_is_in_its_method(releases, version) -> None
         source = read_source(read, seam.module)
         cls = seam.attr.split(".")[0]
         assert source is not None and gate_in_source(source, cls) == "", (version, patch.name)
+
+
+@pytest.mark.parametrize("version", SGLANG_RELEASES)
+def test_the_cutlass_route_target_takes_what_it_is_given(releases, version) -> None:
+    """Where the cutlass-moe-fp8 patch has a seam, SGLang's Triton fused MoE it routes to exists and
+    takes the keywords the replacement passes (``swiglu_limit`` where the CUTLASS function has it)."""
+    import ast
+
+    from sglang_consumer_gpu.patches import cutlass_moe_fp8 as route
+
+    seam = route.PATCH.seam_for(version)
+    if seam is None:
+        return
+    read, _ = _reader(releases[version])
+    source = read_source(read, route.TRITON.module)
+    assert source is not None, version
+    tree = ast.parse(source)
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == route.TRITON.attr]
+    names = {a.arg for a in (*fn.args.args, *fn.args.kwonlyargs)}
+    wanted = {*route.TRITON_KEYWORDS, *(("swiglu_limit",) if "swiglu_limit" in (seam.params or ()) else ())}
+    first = [a.arg for a in fn.args.args[:5]]
+    assert first == ["hidden_states", "w1", "w2", "topk_weights", "topk_ids"], version
+    assert wanted <= names, (version, wanted - names)
 
 
 def test_triton_patch_targets_exist_in_the_installed_triton() -> None:

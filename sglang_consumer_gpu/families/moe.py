@@ -357,6 +357,39 @@ class _Listed:
         return new or self.keep_all
 
 
+def pick_items(
+    spec: GpuSpec,
+    shapes: Iterable[NamedShape],
+    grid: Iterable[int],
+    listed: _Listed,
+    *,
+    patched: bool,
+    origin: str = "",
+    only_new: bool = False,
+) -> Iterator[CheckItem]:
+    """For each shape and batch size, the up and down configs SGLang's ``try_get_optimal_moe_config``
+    answers on ``spec`` (with the plugin's patches, or SGLang alone), as pending items (``only_new``:
+    only tiles ``listed`` has not seen); a lookup that raises is one FAIL item."""
+    picks: list[tuple[NamedShape, int, Any]] = []
+    with on_gpu(spec, patched=patched):  # SGLang's own answer as on the GPU: sglang_choice
+        for named in shapes:
+            for M in grid:
+                try:
+                    picks.append((named, M, _asked(named.shape, M)))
+                except Exception as exc:
+                    picks.append((named, M, exc))
+    for named, M, pick in picks:
+        if isinstance(pick, Exception):
+            yield CheckItem(
+                kernel="fused_moe_kernel", config=f"{named.label()} M={M}", error=error_text(pick)
+            )
+            continue
+        up, down = pick
+        for gemm, config in (("up", up), ("down", down or up)):
+            if listed.first(named.shape, gemm, config) or not only_new:
+                yield gemm_item(spec, f"{origin}{named.label()}", named.shape, M, gemm, config)
+
+
 @dataclass(frozen=True)
 class MoeProvider:
     """Fused MoE: the plugin's configs (``baseline=False``) or SGLang's own."""
@@ -384,24 +417,7 @@ class MoeProvider:
                 yield CheckItem(kernel="fused_moe_kernel", config=named.label(), skip=reason)
             else:
                 runnable.append(named)
-        picks: list[tuple[NamedShape, int, Any]] = []
-        with on_gpu(spec, patched=not self.baseline):  # SGLang's own answer as on the GPU: sglang_choice
-            for named in runnable:
-                for M in grid:
-                    try:
-                        picks.append((named, M, _asked(named.shape, M)))
-                    except Exception as exc:
-                        picks.append((named, M, exc))
-        for named, M, pick in picks:
-            if isinstance(pick, Exception):
-                yield CheckItem(
-                    kernel="fused_moe_kernel", config=f"{named.label()} M={M}", error=error_text(pick)
-                )
-                continue
-            up, down = pick
-            for gemm, config in (("up", up), ("down", down or up)):
-                listed.first(named.shape, gemm, config)
-                yield gemm_item(spec, named.label(), named.shape, M, gemm, config)
+        yield from pick_items(spec, runnable, grid, listed, patched=not self.baseline)
 
     def _files(self, spec: GpuSpec, listed: _Listed) -> Iterator[CheckItem]:
         for key in file_keys(spec, directories(("bundled", "sglang"))):

@@ -175,6 +175,20 @@ class GpuSpec:
             return "CUTLASS 3.x sm90 tiles"
         return None
 
+    @property
+    def sgl_kernel_fp8_grouped_mm(self) -> str | None:
+        """Which kernels sgl-kernel 0.4.10's ``fp8_blockwise_scaled_grouped_mm`` (the block-FP8
+        grouped GEMM of SGLang's ``--moe-runner-backend cutlass``) dispatches to on this
+        architecture (csrc/moe/fp8_blockwise_moe_kernel.cu: sm_100/sm_103 with CUDA >= 12.8, then
+        sm_90; the installed ``common_ops.abi3.so`` has no ``launch_sm120_...`` group launcher), or
+        None where it raises ``No implemented fp8_blockwise_scaled_grouped_mm for current compute
+        capability`` (sm_120/sm_121 among them)."""
+        if self.capability[0] == 10:
+            return "CUTLASS sm100 grouped GEMM"
+        if self.capability == (9, 0):
+            return "CUTLASS sm90 grouped GEMM"
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["capability"] = list(self.capability)
