@@ -38,10 +38,10 @@ that every patch module belongs to exactly one family.
 
 from __future__ import annotations
 
-from sglang_consumer_gpu.families import attention, int8, moe, safety_net
+from sglang_consumer_gpu.families import attention, fp8, int8, moe, safety_net
 from sglang_consumer_gpu.families.base import Family, Provider, on_gpu
 
 #: Every family, in the order the tools report them.
-FAMILIES: tuple[Family, ...] = (moe.FAMILY, attention.FAMILY, int8.FAMILY, safety_net.FAMILY)
+FAMILIES: tuple[Family, ...] = (moe.FAMILY, attention.FAMILY, int8.FAMILY, safety_net.FAMILY, fp8.FAMILY)
 
 __all__ = ["FAMILIES", "Family", "Provider", "on_gpu"]
