@@ -56,7 +56,10 @@ TAGS = (
 PLUGINS = "sglang/srt/plugins/__init__.py"
 ROOT = Path(__file__).resolve().parents[1]
 #: Releases a patch has no seam in, and why (the README's covered-release table says the same).
-NO_SEAM = {"attention-extend-blocks": "<0.5.4"}  # tiles are locals of extend_attention_fwd before 0.5.4
+NO_SEAM = {
+    "attention-extend-blocks": "<0.5.4",  # tiles are locals of extend_attention_fwd before 0.5.4
+    "fp8-weight-only-moe": "<0.5.16",  # the launcher lived in other modules, with other parameters
+}
 #: The patches of SGLang's code; the Triton-level ones (the safety net) are checked against Triton below.
 PATCHES = [p for p in builtin_patches() if not p.triton_only]
 TRITON_PATCHES = [p for p in builtin_patches() if p.triton_only]
