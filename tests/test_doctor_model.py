@@ -93,3 +93,20 @@ def test_other_commands_still_reject_unknown_flags() -> None:
     with pytest.raises(SystemExit) as info:
         main(["moe-config", "--E", "8", "--tp-size", "8"])
     assert info.value.code == 2
+
+
+def test_the_launch_command_folds_in_every_fix_rechecked(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24 part 4: one line to run -- the user's flags, the best suggestion, every fix a finding names
+    (here the switch that skips custom all-reduce on GeForce cards without peer access), re-checked."""
+    rc, out, _ = _run(capsys, "--model", Q235, "--gpu", "L40S", "--gpu-mem", "47.5", "--gpus", "8", "--no-compile",
+                      "--tp", "8")  # fmt: skip
+    assert rc == 3
+    assert "Launch command (re-checked: OK; added: expert parallelism: --ep 8" in out
+    assert f"python -m sglang.launch_server --model-path {Q235} --tp 8 --ep-size 8" in out
+    rc, out, _ = _run(capsys, "--json", "--model", str(FIX / "Qwen3-30B-A3B-FP8"), "--tp", "2", "--gpu", "RTX 4090",
+                      "--gpus", "2", "--no-compile")  # fmt: skip
+    cmd = json.loads(out)["launch_command"]
+    assert cmd["verdict"] == "OK" and "--disable-custom-all-reduce" in cmd["argv"]
+    assert cmd["command"].startswith("python -m sglang.launch_server --model-path ")
+    assert cmd["argv"][:2] == ["--tp", "2"]  # the user's own flags come first, as given
+

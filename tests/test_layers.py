@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "fp8": 2,  # FP8 fused MoE on GPUs without e4m3: route, tile, the weight-only kernel
     "topology": 2,  # multi-GPU boxes: links, memory balance, NCCL (reads NVML like hardware/)
     "builds": 2,  # reads the installed binaries; judges them for a GpuSpec
+    "backends": 2,  # which SGLang backends have kernels for a GPU (kernel-library facts on GpuSpec)
     "models": 3,
     "patching": 4,  # the machinery: how a patch is declared, decided, applied, watched for
     "patches": 4,  # the patches and every SGLang path a family touches (the safety net's rules read them)
@@ -52,7 +53,7 @@ LAYERS: dict[str, int] = {
 }
 #: The tools: each answers from the families and the layers below, never from another tool.
 TOOLS = ("checks", "tune", "selftest", "bench", "planner")
-DECISIONS = ("hardware", "moe", "attention", "int8", "fp8", "topology")
+DECISIONS = ("hardware", "moe", "attention", "int8", "fp8", "topology", "backends")
 ABOVE_DECISIONS = ("patching", "patches", "oracle", "measure", "families", *TOOLS, "cli")
 
 #: Arrows known to run up, each with who removes it; the test fails once one is gone, so it leaves this list too.

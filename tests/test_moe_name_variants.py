@@ -99,7 +99,7 @@ def test_fp8_and_int8_never_share(user_dir) -> None:
 @pytest.mark.parametrize(
     "key",
     [ConfigKey(256, 64, "int8_w8a8"), ConfigKey(8, 3584, "fp8_w8a8"), ConfigKey(256, 512, "fp8_w8a8", 128, 128),
-     ConfigKey(128, 768, "fp8_w8a8", per_channel_quant=True, down_moe=True)],  # fmt: skip
+     ConfigKey(128, 768, "fp8_w8a8", per_channel_quant=True, down_moe=True)],
 )
 def test_served_by_inverts_name_variants_and_names_round_trip(key) -> None:
     for asked in served_by(key):

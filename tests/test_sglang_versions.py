@@ -59,6 +59,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_SEAM = {
     "attention-extend-blocks": "<0.5.4",  # tiles are locals of extend_attention_fwd before 0.5.4
     "fp8-weight-only-moe": "<0.5.16",  # the launcher lived in other modules, with other parameters
+    # the arg_groups resolution pipeline (per-model providers, post-process passes) begins in
+    # 0.5.15, before which these choices are inline in ServerArgs; the MXFP4 Marlin paths, and
+    # their gates, begin in 0.5.12 (gpt-oss's method) and 0.5.14 (MXFP4 experts of FP8 checkpoints)
+    "backend-model-attention": "<0.5.15",
+    "backend-deterministic-attention": "<0.5.15",
+    "mxfp4-marlin-gate": "<0.5.12",
+    "mxfp4-marlin-gate-fp4-experts": "<0.5.14",
 }
 #: The patches of SGLang's code; the Triton-level ones (the safety net) are checked against Triton below.
 PATCHES = [p for p in builtin_patches() if not p.triton_only]
@@ -161,6 +168,23 @@ def test_every_patch_target_exists_as_the_patch_expects(releases, version) -> No
             continue
         check = check_seam(seam, read)
         assert check.ok, f"SGLang {version}, patch {patch.name}: {check.problem}"
+
+
+@pytest.mark.parametrize("version", SGLANG_RELEASES)
+def test_every_gate_the_plugin_lifts_is_in_its_method(releases, version) -> None:
+    """The MXFP4 Marlin gate patches rewrite one `raise` inside SGLang's method: in every
+    release their seam covers, that method holds exactly one such gate, liftable."""
+    from sglang_consumer_gpu.patches.mxfp4_marlin_gate import PATCHES as GATES
+    from sglang_consumer_gpu.patches.mxfp4_marlin_gate import gate_in_source
+
+    read, _ = _reader(releases[version])
+    for patch in GATES:
+        seam = patch.seam_for(version)
+        if seam is None:
+            continue
+        source = read_source(read, seam.module)
+        cls = seam.attr.split(".")[0]
+        assert source is not None and gate_in_source(source, cls) == "", (version, patch.name)
 
 
 def test_triton_patch_targets_exist_in_the_installed_triton() -> None:

@@ -483,3 +483,8 @@ def test_doctor_model_on_a_live_unbalanced_box(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert 'x [multi-gpu] SGLang raises "The memory capacity is unbalanced.' in proc.stdout
     assert "assumed" not in proc.stdout
+    # the launch command sets SGLang's own switch for it, and the planner re-checks it with it set
+    # (AT RISK, not OK: the smallest GPU's free memory leaves a KV pool below one full-context request)
+    assert ("Launch command (re-checked: AT RISK; added: --disable-custom-all-reduce, "
+            "SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK=0)") in proc.stdout  # fmt: skip
+    assert "  SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK=0 python -m sglang.launch_server --model-path " in proc.stdout

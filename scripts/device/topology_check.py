@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 # CUDA's ordinals follow NVML's (PCI bus) order, so position i is the same GPU to both
 os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 

@@ -102,6 +102,7 @@ def _progress(total: int) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu import planner
+    from sglang_consumer_gpu.planner.command import launch_command
     from sglang_consumer_gpu.planner.multigpu import box_for, multigpu_findings
     from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint
     from sglang_consumer_gpu.planner.suggest import suggest
@@ -164,13 +165,25 @@ def run(args: argparse.Namespace) -> int:
     except SglangRejects as exc:
         raise ValueError(f"SGLang rejects these arguments: {exc}") from None
     suggestions = suggest(result, evaluate)
+    command = launch_command(result, suggestions, evaluate, ref)
     if args.json:
         data = result.to_dict()
         data["suggestions"] = [s.to_dict() for s in suggestions]
+        data["launch_command"] = command.to_dict()
         print(json.dumps(data, indent=1, default=str))
     else:
         print_assessment(result, suggestions, explain=args.explain, gpu_from_flag=args.gpu_mem is not None)
+        print_command(command)
     return result.exit_code
+
+
+def print_command(command: Any) -> None:
+    """The line to run, with what the planner added to the user's flags and its verdict on it."""
+    print()
+    verdict = command.result.verdict if command.result else "?"
+    added = f"; added: {', '.join(command.changes)}" if command.changes else "; your flags as they are"
+    print(f"Launch command (re-checked: {verdict}{added})")
+    print(f"  {command.line}")
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:
@@ -212,6 +225,11 @@ def print_assessment(
     )
     for f in reasons:
         print(f"  {_TAG[f.severity]} [{f.area}] {f.text}")
+    for section in r.sections:
+        print()
+        print(section.title)
+        for line in section.lines:
+            print(f"  {line}")
     if m is not None:
         print()
         print("Memory, per GPU" + (f" (tightest pipeline stage: {m.worst.stage})" if L.pp > 1 else ""))

@@ -52,20 +52,20 @@ from sglang_consumer_gpu.emulation import capped, smem_cap
 from sglang_consumer_gpu.emulation.triton_driver import OVERRIDE_ARCH
 from sglang_consumer_gpu.hardware.emulated import ArchEmulation
 from sglang_consumer_gpu.hardware.spec import SM_RESOURCES_BY_ARCH
+from sglang_consumer_gpu.patching.sglang_device import SGL_KERNEL_LOADER, SGLANG_COMMON, SGLANG_JIT_ARCH
 
 logger = logging.getLogger("sglang_consumer_gpu.emulation")
 
 TRITON_DRIVER = "triton.backends.nvidia.driver"
 TRITON_COMPILER = "triton.compiler.compiler"
 TORCH_CUDA = "torch.cuda"
-SGLANG_COMMON = "sglang.srt.utils.common"
 #: Attribute set on every wrapper, so nothing is wrapped twice.
 MARKER = "__sglang_consumer_gpu_smem_cap__"
 #: Readers of the capability that choose or build CUDA binaries: module -> the function that answers
 #: them, patched to answer the host's capability (sgl-kernel's library choice, SGLang's JIT ``-arch``).
 HOST_CAPABILITY: dict[str, str] = {
-    "sgl_kernel.load_utils": "_get_compute_capability",
-    "sglang.kernels.jit.utils.arch": "_init_jit_cuda_arch_once",
+    SGL_KERNEL_LOADER: "_get_compute_capability",
+    SGLANG_JIT_ARCH: "_init_jit_cuda_arch_once",
 }
 #: FlashInfer's JIT targets these architectures when the variable is set (else it asks torch).
 FLASHINFER_ARCHS = "FLASHINFER_CUDA_ARCH_LIST"

@@ -1,4 +1,5 @@
-"""What a kernel family is to the tools (the :class:`Family` protocol), and SGLang on a GPU that is not here.
+"""What a kernel family is to the tools (the :class:`Family` protocol and what its hooks return), and SGLang
+on a GPU that is not here.
 
 :func:`on_gpu` is the one way the tools make SGLang answer as it would on a given GPU, with
 the plugin (``patched``: what a user's server runs) or without it (SGLang alone): the virtual
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -125,6 +126,49 @@ class KernelRow:
         }
 
 
+#: How bad a :class:`Finding` is: the verdict of ``doctor --model`` is its worst finding's.
+FAIL, RISK, INFO = "WILL FAIL", "AT RISK", "note"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason for (or remark on) the verdict of ``doctor --model``.
+
+    ``fix`` is a launch flag and its value (``""`` for a switch) that should cure it; the planner
+    re-checks the launch with it and offers it only if the verdict improves (for findings whose fix
+    is no flag, the planner derives candidates from the reasons itself). ``env`` is an environment
+    variable and its value that should, for the launch command ``doctor --model`` prints."""
+
+    severity: str  # FAIL, RISK or INFO
+    area: str  # "layout", "quantization", "architecture", "memory", "kernels", "input", a family's name
+    text: str
+    fix: tuple[str, str] | None = None
+    env: tuple[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"severity": self.severity, "area": self.area, "text": self.text}
+        if self.fix:
+            out["fix"] = list(self.fix)
+        if self.env:
+            out["env"] = list(self.env)
+        return out
+
+
+@dataclass(frozen=True)
+class Section:
+    """A family's own part of ``doctor --model``: a heading and its lines, the same as data for
+    ``--json`` (``rows``), and its findings, which count toward the verdict."""
+
+    area: str  # the family's name: the key of its rows in --json, the area of its findings
+    title: str
+    lines: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "lines": list(self.lines), "rows": list(self.rows)}
+
+
 class Provider(Protocol):
     """One area of ``check``: the configurations of one kernel family on a GPU.
 
@@ -177,6 +221,21 @@ class Family:
         """``doctor --model``: the rows of its kernels in a server launch (a ``models.launch.Launch``)
         of a model (a ``models.ModelDescription``), and notes on what it did not check."""
         return [], []
+
+    def launch_facts(self, spec: GpuSpec, alone: Any, with_plugin: Callable[[], Any]) -> Any:
+        """``doctor --model``: what it reads from SGLang's resolution of the launch, kept on the
+        ``Launch`` (``launch.facts[name]``) for its :meth:`planner_section` (None: nothing).
+
+        ``alone`` is SGLang's resolved ``ServerArgs`` without the plugin; ``with_plugin()`` resolves
+        the same launch with the plugin's patches (once, on the first call of any family). A family
+        whose patches change SGLang's resolution calls it wherever they may: the ``Launch`` then
+        describes that resolution, what a server with the plugin runs."""
+        return None
+
+    def planner_section(self, spec: GpuSpec, desc: Any, launch: Any) -> Section | None:
+        """``doctor --model``: its own section and findings for a launch (a ``models.launch.Launch``)
+        of a model (a ``models.ModelDescription``), beside the kernel rows (None: no section)."""
+        return None
 
     def selftest_cases(self, spec: GpuSpec, request: Any) -> list[Any]:
         """``selftest``: its rows (``families.cases.Case``) for ``spec``; what the plugin leaves to

@@ -199,3 +199,43 @@ class GpuSpec:
             memory_bandwidth_gbps=0.0,
             source="arch",
         )
+
+    # Kernel libraries built for this architecture: what SGLang's backend choices need
+    # (docs/backends.md; line numbers are SGLang 0.5.23's).
+
+    @property
+    def has_fa3(self) -> bool:
+        """sgl-kernel builds FlashAttention-3 (``flash_ops``) for sm_80/86/89 and sm_90a only
+        (``sgl_kernel/flash_attn.py`` ``is_fa3_supported``: major 8 or 9); SGLang's ``fa3``
+        backend asserts the same (``attention_registry.py:243``). Nothing for sm_75 or sm_12x."""
+        return self.capability[0] in (8, 9)
+
+    @property
+    def has_fa3_mla(self) -> bool:
+        """FA3's MLA kernels are Hopper-only: the ``fa3`` backend refuses MLA models below
+        sm_90 ("FlashAttention v3 Backend requires SM>=80 and SM<=90")."""
+        return self.capability[0] == 9
+
+    @property
+    def has_trtllm_gen(self) -> bool:
+        """FlashInfer's trtllm-gen cubins (FMHA, MLA, fused MoE) exist for sm_100/sm_103 only;
+        elsewhere they fail with "TllmGenFmhaRunner: Unsupported architecture"."""
+        return self.capability[0] == 10
+
+    @property
+    def has_xqa(self) -> bool:
+        """FlashInfer's XQA decode and FMHAv2 prefill, which SGLang's ``trtllm_mha`` backend
+        runs on sm_90 and sm_120 (``trtllm_mha_backend.py:258,367``; accepted there by
+        ``attention_hook.py:201,223``). Not built for sm_8x."""
+        return self.capability[0] in (9, 12)
+
+    @property
+    def has_flashmla(self) -> bool:
+        """FlashMLA's kernels are built for sm_90 and sm_100."""
+        return self.capability[0] in (9, 10)
+
+    @property
+    def has_marlin(self) -> bool:
+        """Marlin's weight-only GEMMs (dense and MoE, int4/fp4/fp8 weights) need sm_80+
+        (``moe_wna16_marlin`` guards ``__CUDA_ARCH__ >= 800``)."""
+        return self.capability >= (8, 0)

@@ -1,7 +1,8 @@
 """A server launch (``launch_server`` with a model on one kind of GPU): the parallel layout and
 the settings SGLang resolves for it. Plain data, filled by :mod:`sglang_consumer_gpu.planner.
 sglang_edge` from SGLang's own argument parser and resolution pipeline (so defaults are
-SGLang's, not ours); the families read the batch sizes and attention layout from it.
+SGLang's, not ours); the families read the batch sizes and attention layout from it, and each
+finds there what it read from the resolution itself (``facts``, by family name).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Launch:
     disable_custom_all_reduce: bool = False  # as SGLang resolved it (a flag, or a model's own override)
     enable_p2p_check: bool = False  # --enable-p2p-check: SGLang tests peer access instead of assuming it
     notes: tuple[str, ...] = field(default=())
+    #: What each family read from SGLang's resolution (``families.base.Family.launch_facts``), by name.
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attn_dp(self) -> int:
@@ -94,6 +97,15 @@ class Launch:
         d = asdict(self)
         d.update(attn_tp=self.attn_tp, attn_dp=self.attn_dp, moe_tp=self.moe_tp, world=self.world)
         return d
+
+
+def apply_fix(argv: Sequence[str], fix: tuple[str, str]) -> tuple[str, ...]:
+    """``argv`` with a finding's fix: ``(flag, value)``, or ``(flag, "")`` for a switch such as
+    ``--disable-custom-all-reduce`` (added once)."""
+    flag, value = fix
+    if value:
+        return set_flag(argv, flag, value)
+    return tuple(argv) if flag in argv else (*argv, flag)
 
 
 def set_flag(argv: Sequence[str], flag: str, value: str | None, *aliases: str) -> tuple[str, ...]:

@@ -18,6 +18,8 @@ block:
 - SGLang's import-time constants (``_is_cuda``, ``CUDA_CAPABILITY`` in the
   modules listed in :data:`MODULE_CONSTANTS`) hold the spec's values, restored
   (or deleted, when they did not exist) on exit;
+- SGLang's registries that CUDA fills at import time (:data:`CUDA_ONLY_REGISTRATIONS`)
+  hold those entries;
 - SGLang's runtime config (``get_exec()``) answer its declared defaults where
   no server has published one (see :data:`EXEC_READERS`);
 - :func:`~sglang_consumer_gpu.hardware.override_spec` answer the spec.
@@ -51,8 +53,9 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.current import override_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.patches import attention_extend, attention_prefill, moe_config
+from sglang_consumer_gpu.patches import attention_extend, attention_prefill, moe_config, mxfp4_marlin_gate
 from sglang_consumer_gpu.patching.base import Seam
+from sglang_consumer_gpu.patching.sglang_device import SGLANG_COMMON, SGLANG_JIT_ARCH
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +83,6 @@ MODULE_CONSTANTS: dict[str, Callable[[GpuSpec], dict[str, Any]]] = {
     moe_config.MODULE: lambda s: {"_is_hip": False},
 }
 
-#: SGLang's own device helpers (not a kernel family's): the NVML shortcut of ``get_device_sm``
-#: and the JIT kernels' architecture probe.
-SGLANG_COMMON = "sglang.srt.utils.common"
-SGLANG_JIT_ARCH = "sglang.kernels.jit.utils.arch"
 
 #: Functions replaced inside the block: (module, attribute) -> replacement
 #: factory. ``get_device_sm`` asks NVML before torch when CUDA is not
@@ -113,6 +112,18 @@ CUDA_ONLY_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
         moe_config.QUANT_GROUP.module,
         moe_config.QUANT_GROUP.attr,
     ),
+}
+
+#: Entries a module adds to one of its registries only when CUDA is present at
+#: import time (``if is_cuda(): REGISTRY.update(...)``): (module, dict attribute)
+#: -> {key: (source module, name)}. Inside the block the missing keys are added
+#: (and removed on exit), so SGLang's resolution accepts what it accepts on a GPU
+#: (``quant_method: mxfp4`` of gpt-oss checkpoints).
+SGLANG_QUANTIZATION = "sglang.srt.layers.quantization"
+_MXFP4 = {"mxfp4": (mxfp4_marlin_gate.MXFP4, "Mxfp4Config")}
+CUDA_ONLY_REGISTRATIONS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    (SGLANG_QUANTIZATION, "BASE_QUANTIZATION_METHODS"): _MXFP4,
+    (SGLANG_QUANTIZATION, "QUANTIZATION_METHODS"): _MXFP4,
 }
 
 #: Imported before anything is faked (see the module docstring).
@@ -254,6 +265,23 @@ def _exec_fallbacks(saved: list[tuple[Any, str, Any]]) -> None:
             _set_attrs(mod, {"get_exec": lambda default=default: default}, saved)
 
 
+def _register_cuda_only(added: list[tuple[dict[str, Any], str]]) -> None:
+    """Add the missing :data:`CUDA_ONLY_REGISTRATIONS` entries; ``added`` records them for removal."""
+    for (name, registry), entries in CUDA_ONLY_REGISTRATIONS.items():
+        table = getattr(sys.modules.get(name), registry, None)
+        if not isinstance(table, dict):
+            continue
+        for key, (source, attr) in entries.items():
+            if key in table:
+                continue
+            try:
+                table[key] = getattr(importlib.import_module(source), attr)
+            except Exception as exc:  # SGLang without that method: it stays unknown, as on the CPU
+                logger.debug("virtual_gpu: cannot register %s[%r]: %s", registry, key, exc)
+                continue
+            added.append((table, key))
+
+
 def _preload(modules: Iterable[str]) -> None:
     for name in modules:
         try:
@@ -280,6 +308,7 @@ def virtual_gpu(spec: GpuSpec, *, preload: Iterable[str] = PRELOAD) -> Iterator[
     _preload(preload)
     with _lock:
         saved: list[tuple[Any, str, Any]] = []
+        registered: list[tuple[dict[str, Any], str]] = []
         try:
             _set_attrs(torch.cuda, _torch_fakes(spec), saved)
             if torch.version.cuda is None:
@@ -301,6 +330,7 @@ def virtual_gpu(spec: GpuSpec, *, preload: Iterable[str] = PRELOAD) -> Iterator[
                         logger.debug("virtual_gpu: cannot bind %s.%s: %s", name, attr, exc)
                         continue
                     _set_attrs(mod, {attr: value}, saved)
+            _register_cuda_only(registered)
             _exec_fallbacks(saved)
             clear_sglang_caches()
             _active.append(spec)
@@ -309,5 +339,7 @@ def virtual_gpu(spec: GpuSpec, *, preload: Iterable[str] = PRELOAD) -> Iterator[
         finally:
             if _active and _active[-1] is spec:
                 _active.pop()
+            for table, key in reversed(registered):
+                table.pop(key, None)
             _restore(saved)
             clear_sglang_caches()

@@ -6,25 +6,10 @@ quotes its message where SGLang has one, so the user recognises it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from sglang_consumer_gpu.families.base import FAIL, INFO, RISK, Finding
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.models.launch import Launch
-
-FAIL, RISK, INFO = "WILL FAIL", "AT RISK", "note"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One reason for (or remark on) the verdict."""
-
-    severity: str  # FAIL, RISK or INFO
-    area: str  # "layout", "quantization", "architecture", "memory", "kernels", "input"
-    text: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"severity": self.severity, "area": self.area, "text": self.text}
 
 
 def fp8_moe_before_sm89(spec: GpuSpec) -> str:

@@ -44,5 +44,6 @@ def multigpu_findings(
 ) -> list[Finding]:
     """Planner findings for ``launch`` on ``box`` (none for a one-GPU launch)."""
     return [
-        Finding(SEVERITY[i.severity], AREA, i.line()) for i in diagnose(box, layout_of(launch), nccl, env)
+        Finding(SEVERITY[i.severity], AREA, i.line(), i.flag, i.env)
+        for i in diagnose(box, layout_of(launch), nccl, env)
     ]

@@ -12,6 +12,10 @@ memory with ``nvidia-smi`` (``get_nvgpu_memory_capacity``); inside
 :func:`resolve_launch` that function answers the spec's memory instead.
 The pipeline-stage layer split is SGLang's ``get_pp_indices``.
 
+The resolution is SGLang's alone; where a family's patches change it, the family asks for it
+again with the plugin's patches (``Family.launch_facts``), and the :class:`Launch` is then that
+one, what a server with the plugin runs.
+
 Importing SGLang's argument pipeline takes a few seconds; the modules it
 imports lazily are imported before the virtual GPU is entered (see
 ``virtual_gpu``'s note on import-time constants).
@@ -26,7 +30,7 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +164,7 @@ def parse_args(model_dir: str, argv: Sequence[str]) -> Any:
 
 @contextlib.contextmanager
 def _gpu_memory(mib: float) -> Iterator[None]:
-    from sglang_consumer_gpu.oracle.virtual import SGLANG_COMMON
+    from sglang_consumer_gpu.patching.sglang_device import SGLANG_COMMON
 
     common = importlib.import_module(SGLANG_COMMON)
 
@@ -172,13 +176,16 @@ def _gpu_memory(mib: float) -> Iterator[None]:
         common.get_nvgpu_memory_capacity = saved
 
 
-def _resolve(spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes) -> Any:
+def _resolve(
+    spec: GpuSpec, model_dir: str, argv: Sequence[str], mib: float, notes: _Notes, *, patched: bool = False
+) -> Any:
+    """SGLang's resolution of ``argv`` on ``spec``, alone or with the plugin's patches (``patched``)."""
     from sglang_consumer_gpu.families import on_gpu
 
     try:
         with _captured(notes):
             sa = parse_args(model_dir, [a for a in argv if a not in DROPPED_FLAGS])
-            with on_gpu(spec, patched=False), _gpu_memory(mib):
+            with on_gpu(spec, patched=patched), _gpu_memory(mib):
                 sa.resolve_once()
                 sa.check_server_args()  # what launch_server checks next, before any GPU work
     except (SglangRejects, InvalidValue):
@@ -212,8 +219,30 @@ def other_checkpoint(config_path: str) -> Iterator[str]:
         yield tmp
 
 
+class _WithPlugin:
+    """SGLang's resolution of a launch with the plugin's patches, made the first time a family
+    asks for it (:meth:`~sglang_consumer_gpu.families.base.Family.launch_facts`); where SGLang
+    refuses the launch that way, SGLang alone's, with a note saying so."""
+
+    def __init__(self, resolve: Callable[[], Any], alone: Any) -> None:
+        self._resolve, self.alone = resolve, alone
+        self.server_args: Any = None
+        self.note = ""
+
+    def __call__(self) -> Any:
+        if self.server_args is None:
+            try:
+                self.server_args = self._resolve()
+            except (SglangRejects, InvalidValue) as exc:
+                self.server_args = self.alone
+                self.note = f"with the plugin's patches SGLang refuses this launch ({exc}); SGLang alone's resolution is shown"
+        return self.server_args
+
+
 def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
-    """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``.
+    """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``, with each family's facts
+    about the resolution: SGLang alone's, or with the plugin's patches where a family asks for that
+    (then that one: what a server with the plugin runs).
 
     Raises :class:`SglangRejects` with SGLang's message when it refuses them.
     """
@@ -221,9 +250,14 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
     from sglang.srt.arg_groups.overrides import model_config_of, resolving_view
     from sglang.srt.distributed.utils import get_pp_indices
 
+    from sglang_consumer_gpu.families import FAMILIES
+
     mib = gpu_bytes / 2**20
     notes = _Notes()
-    sa = _resolve(spec, model_dir, argv, mib, notes)
+    alone = _resolve(spec, model_dir, argv, mib, notes)
+    with_plugin = _WithPlugin(lambda: _resolve(spec, model_dir, argv, mib, _Notes(), patched=True), alone)
+    facts = {f.name: fact for f in FAMILIES if (fact := f.launch_facts(spec, alone, with_plugin)) is not None}
+    sa = with_plugin.server_args or alone
     cfg = resolving_view(sa)
     user_fraction = any(a == "--mem-fraction-static" or a.startswith("--mem-fraction-static=") for a in argv)
     default = cfg.mem_fraction_static
@@ -271,5 +305,6 @@ def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes
         pp_layers=tuple(get_pp_indices(layers, r, pp) for r in range(pp)) if layers else (),
         disable_custom_all_reduce=bool(cfg.disable_custom_all_reduce),
         enable_p2p_check=bool(cfg.enable_p2p_check),
-        notes=tuple(f"SGLang: {line}" for line in notes.lines),
+        notes=tuple(f"SGLang: {line}" for line in notes.lines) + ((with_plugin.note,) if with_plugin.note else ()),
+        facts=facts,
     )

@@ -8,8 +8,9 @@ SGLang's own default static fraction when a higher one leaves too little
 headroom, a higher fraction when the weights leave no KV pool, more pipeline
 stages when the weights do not fit, more nodes when a node has too few GPUs,
 the neighbouring power-of-two TP sizes when heads or the MoE width do not split
-over TP, and an expert-parallel size (TP's, or a power of two) that divides
-both TP and the experts.
+over TP, an expert-parallel size (TP's, or a power of two) that divides
+both TP and the experts, and the flag a finding names as its fix (a family's:
+a backend with kernels for the GPU).
 A candidate is kept only if the planner, run again on it (SGLang's resolution
 included), judges it better than the original; the result is shown with it.
 """
@@ -25,12 +26,12 @@ from sglang_consumer_gpu.models import (
     parse_quantization,
     quantization_from_flag,
 )
-from sglang_consumer_gpu.models.launch import set_flag
+from sglang_consumer_gpu.models.launch import apply_fix, set_flag
 from sglang_consumer_gpu.planner.constraints import FAIL, RISK
 from sglang_consumer_gpu.planner.sglang_edge import InvalidValue, SglangRejects
 from sglang_consumer_gpu.planner.verdict import OK, Assessment
 
-_RANK = {OK: 0, RISK: 1, FAIL: 2}
+RANK = {OK: 0, RISK: 1, FAIL: 2}
 
 #: (argv, model description, another checkpoint?) -> Assessment: the same planner, on a changed
 #: launch; with ``True`` SGLang is asked about this model's config without its quantization_config.
@@ -51,6 +52,7 @@ class Suggestion:
     change: str
     argv: tuple[str, ...]
     result: Assessment
+    needs_other_checkpoint: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -181,6 +183,8 @@ def _candidates(base: Assessment) -> list[Candidate]:
                     f"an fp8 KV cache: --kv-cache-dtype {kv}", set_flag(argv, "--kv-cache-dtype", kv), desc
                 )
             )
+    for fix in dict.fromkeys(f.fix for f in base.findings if f.fix):
+        out.append(Candidate(" ".join(fix).strip(), apply_fix(argv, fix), desc))
     for _, t in texts:
         if "run it on" in t and "--nnodes" in t:
             nodes = t.split("--nnodes ")[-1].split(",")[0].split(")")[0].strip()
@@ -202,12 +206,12 @@ def suggest(base: Assessment, evaluate: Evaluate, *, limit: int = 3) -> list[Sug
             result = evaluate(cand.argv, cand.desc, cand.needs_other_checkpoint)
         except (SglangRejects, InvalidValue):
             continue
-        if _RANK[result.verdict] < _RANK[base.verdict]:
+        if RANK[result.verdict] < RANK[base.verdict]:
             change = cand.change + (
                 " (a different checkpoint: download it first)" if cand.needs_other_checkpoint else ""
             )
-            found.append(Suggestion(change, cand.argv, result))
+            found.append(Suggestion(change, cand.argv, result, cand.needs_other_checkpoint))
             done.add(cand.family)
         if len(found) >= limit:
             break
-    return sorted(found, key=lambda s: _RANK[s.result.verdict])
+    return sorted(found, key=lambda s: RANK[s.result.verdict])

@@ -1,7 +1,8 @@
 """One verdict for a launch: OK / AT RISK (why) / WILL FAIL (why). Pure.
 
 Memory findings come from a :class:`~.memory.MemoryPlan`, constraint findings
-from :mod:`.constraints`, kernel findings from the rows of :mod:`.kernels`.
+from :mod:`.constraints`, kernel findings from the rows of :mod:`.kernels`, and the
+families' own from their sections.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_consumer_gpu.families.base import Section
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.models.launch import Launch
@@ -119,6 +121,7 @@ class Assessment:
     findings: list[Finding]
     kernels: list[KernelRow] = field(default_factory=list)
     kernel_notes: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -145,6 +148,7 @@ class Assessment:
             "findings": [f.to_dict() for f in self.findings],
             "kernels": [r.to_dict() for r in self.kernels],
             "kernel_notes": list(self.kernel_notes),
+            "sections": {s.area: s.to_dict() for s in self.sections},
         }
 
 
@@ -157,6 +161,7 @@ def assess(
     gpus_per_node: int | None = None,
     kernels: list[KernelRow] | None = None,
     kernel_notes: list[str] | None = None,
+    sections: list[Section] | None = None,
 ) -> Assessment:
     """The verdict for ``launch`` of ``desc`` on ``spec`` (``gpu_bytes`` of memory per GPU)."""
     findings = check_constraints(spec, desc, launch, gpus_per_node=gpus_per_node)
@@ -166,4 +171,6 @@ def assess(
         findings += memory_findings(mem, desc, launch)
     rows = kernels or []
     findings += kernel_findings(rows, spec)
-    return Assessment(spec, desc, launch, mem, findings, rows, list(kernel_notes or []))
+    for section in sections or []:
+        findings += section.findings
+    return Assessment(spec, desc, launch, mem, findings, rows, list(kernel_notes or []), list(sections or []))

@@ -30,6 +30,8 @@ SGLANG_BALANCE = 0.9
 #: MB per GPU before SGLang measures, which moves the ratio.
 NEAR_BALANCE = 0.93
 MEMORY_CHECK_ENV = "SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK"
+#: SGLang's switch for its custom all-reduce (NCCL then does every all-reduce).
+DISABLE_CUSTOM_AR = "--disable-custom-all-reduce"
 #: ``CustomAllreduce._SUPPORTED_WORLD_SIZES`` in SGLang 0.5.23.
 CUSTOM_AR_SIZES = (2, 4, 6, 8)
 _FALSE = ("false", "0", "no", "n")  # SGLang's EnvBool
@@ -42,7 +44,9 @@ class Issue:
     severity: str  # FAIL, RISK or INFO
     area: str
     text: str
-    fix: str = ""
+    fix: str = ""  # what to do, in words
+    flag: tuple[str, str] | None = None  # the launch flag that does it ("" value: a switch), if one does
+    env: tuple[str, str] | None = None  # the environment variable that does it, if one does
 
     def line(self) -> str:
         return self.text + (f". What to do: {self.fix}" if self.fix else "")
@@ -150,7 +154,7 @@ def memory_balance(topo: Topology, layout: Layout, env: Mapping[str, str]) -> li
             f"and SGLang only warns and sizes every GPU's KV cache by the smallest free memory"
         )
         if raises:
-            out.append(Issue(FAIL, "memory", quote, fix))
+            out.append(Issue(FAIL, "memory", quote, fix, env=(MEMORY_CHECK_ENV, "0")))
         else:
             out.append(
                 Issue(
@@ -218,6 +222,7 @@ def custom_all_reduce(topo: Topology, layout: Layout) -> list[Issue]:
                     'these two devices", and SGLang logs "Setup Custom allreduce failed with ..." and runs all-reduce '
                     "on NCCL; the launch goes on",
                     "nothing needed; --disable-custom-all-reduce skips the attempt and its warning",
+                    flag=(DISABLE_CUSTOM_AR, ""),
                 )
             )
         elif peer is True and geforce:
@@ -230,6 +235,7 @@ def custom_all_reduce(topo: Topology, layout: Layout) -> list[Issue]:
                     "derived, returned wrong tokens on two RTX 3090s with such a driver while NCCL over the same link "
                     "was right (noonghunna/club-3090#922)",
                     "if answers come out garbled, relaunch with --disable-custom-all-reduce (NCCL keeps the peer-to-peer speed-up)",
+                    flag=(DISABLE_CUSTOM_AR, ""),
                 )
             )
         elif peer is None:
