@@ -77,6 +77,8 @@ def dequantize(
 
 
 def _with_subnormals(codes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``codes`` with :data:`SUBNORMAL_SHARE` of them replaced by random signed subnormal codes,
+    so every layer exercises the decoder's one special case."""
     bits = codes.view(torch.uint8).clone()
     pick = torch.rand(bits.shape, generator=gen, device=bits.device) < SUBNORMAL_SHARE
     sub = torch.randint(1, 8, bits.shape, generator=gen, device=bits.device, dtype=torch.uint8)

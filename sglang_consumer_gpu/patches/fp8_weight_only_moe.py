@@ -18,12 +18,17 @@ them is logged once per reason (:func:`sglang_consumer_gpu.fp8.route.route` deci
 layers are not touched: SGLang already serves fp8 linears there through its FP8 Marlin W8A16
 path (``can_auto_enable_marlin_fp8``: 80 <= sm < 89).
 
-Why: Triton has e4m3 only from sm_89 on, and SGLang runs fp8 experts only through its Triton
-``fused_moe_kernel``; below sm_89 the kernel's signature fails to compile at the first MoE
-forward (CUDA-graph capture) with ``ValueError: type fp8e4nv not supported in this architecture.
-The supported fp8 dtypes are ('fp8e4b15', 'fp8e5')`` -- Qwen3-30B-A3B-FP8, Qwen3-235B-A22B-FP8,
-DeepSeek-V3/R1 FP8 cannot be served on an RTX 3090 or A6000 (sgl-project/sglang#7715, open;
-PR #9754, a Marlin FP8 MoE path, closed unmerged and moved to PR #30681, open).
+Why: Triton has e4m3 only from sm_89 (compute capability 8.9) on, and SGLang runs fp8 experts
+only through its Triton ``fused_moe_kernel``; on sm_80-sm_88 the kernel's signature fails to
+compile at the first MoE forward (CUDA-graph capture) with ``ValueError: type fp8e4nv not
+supported in this architecture. The supported fp8 dtypes are ('fp8e4b15', 'fp8e5')`` --
+Qwen3-30B-A3B-FP8, Qwen3-235B-A22B-FP8, DeepSeek-V3/R1 FP8 cannot be served on an RTX 3090 or
+A6000 (sgl-project/sglang#7715, open since 2025; PR #9754, a Marlin FP8 MoE path, closed
+unmerged and moved to PR #30681, open). SGLang's ``Fp8Config`` admits these GPUs (minimum
+capability 80), so nothing refuses the checkpoint before the kernel does. On this machine's
+virtual RTX 3090, ``check --only fp8-moe-baseline`` compiles 0 of SGLang's 4 fp8 layers, and
+``check --only fp8-moe`` 32 of 32 tiles of the plugin's kernel, every one within the
+101,376 B of shared memory a block may use (the oracle; ``docs/fp8.md``).
 
 Versions: SGLang 0.5.16 to 0.5.23, where the launcher lives in ``sglang.kernels.ops.moe``;
 the seams list its parameters per range (0.5.18 added ``fuse_swiglu``, 0.5.23
@@ -33,10 +38,10 @@ keep the launcher in other modules with other parameters: not covered (the patch
 
 Upstream-fixed detection: the likely upstream fix (PR #30681) serves fp8 experts on sm_80-sm_89
 through Marlin, threading an ``is_fp8`` flag through ``fused_marlin_moe``. When the installed
-SGLang's ``fused_marlin_moe`` takes that flag (read from its source, nothing imported), or its
-version is in :data:`SGLANG_FIXED_IN`, the patch stands down. Had it landed in another form, the
+SGLang's ``fused_marlin_moe`` takes that flag (read from its source, nothing imported), the
+patch stands down (``doctor`` says "fixed upstream"). Had the fix landed in another form, the
 patch would still be harmless: an fp8 MoE served by Marlin never calls this launcher with fp8
-weights.
+weights, and every call that is not one stays SGLang's.
 """
 
 from __future__ import annotations
@@ -78,8 +83,6 @@ SEAMS = (
 MARLIN_MOE_MODULE = "sglang.srt.layers.moe.fused_moe_triton.fused_marlin_moe"
 MARLIN_MOE_FUNCTION = "fused_marlin_moe"
 MARLIN_FP8_FLAG = "is_fp8"
-#: packaging specifier of SGLang releases known to serve fp8 experts below sm_89 ("" = none known).
-SGLANG_FIXED_IN = ""
 
 _said: set[str] = set()
 _said_lock = threading.Lock()
@@ -117,18 +120,12 @@ def _installed_marlin_source() -> str | None:
 
 
 def upstream_fixed(module: ModuleType) -> bool:
-    if SGLANG_FIXED_IN:
-        from packaging.specifiers import SpecifierSet
-
-        from sglang_consumer_gpu.versions import sglang_version
-
-        have = sglang_version()
-        if have is not None and have in SpecifierSet(SGLANG_FIXED_IN):
-            return True
+    """Does the installed SGLang serve fp8 experts below sm_89 itself (the Marlin fp8 flag)?"""
     return marlin_has_fp8(_installed_marlin_source())
 
 
 def upstream_fixed_from_source(spec: GpuSpec, seam_source: str) -> bool | None:
+    """The same for ``doctor``: the answer lives in the Marlin module, not the seam's source."""
     return marlin_has_fp8(_installed_marlin_source())
 
 
