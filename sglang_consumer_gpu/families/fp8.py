@@ -35,6 +35,7 @@ from typing import Any
 from sglang_consumer_gpu.families import moe as moe_family
 from sglang_consumer_gpu.families.base import Family, Fit, KernelRow, Provider, error_fit, on_gpu
 from sglang_consumer_gpu.families.cases import FAIL, PASS, Case, Request, Result, Runner
+from sglang_consumer_gpu.fp8.linear import REFUSED, linear_path
 from sglang_consumer_gpu.fp8.route import FP8E4NV, MoeCall, route, weight_only_gpu
 from sglang_consumer_gpu.fp8.tiles import shared_bound, weight_only_config
 from sglang_consumer_gpu.hardware.spec import GpuSpec
@@ -106,6 +107,7 @@ def plugin_choice(spec: GpuSpec, shape: MoeShape, M: int) -> Fp8Choice:
 
 
 def shapes(full: bool) -> list[moe_family.NamedShape]:
+    """The fp8 layers ``check`` and the baseline compile (``--full``: the long list too)."""
     return [*SHAPES, *(FULL_SHAPES if full else ())]
 
 
@@ -210,7 +212,7 @@ def cost_note(spec: GpuSpec, desc: Any, shape: MoeShape) -> str:
         "registers (about a dozen integer and float operations per weight element per row block) and "
         "multiplied on bf16/fp16 tensor cores with float32 accumulation. Expected, not yet measured on a GPU: "
         "decode faster than a bf16 checkpoint (half the weight bytes), large prefill slower (the decode work); "
-        "scripts/device/fp8_moe_check.py measures both. Linear layers take SGLang's own FP8 Marlin W8A16 path"
+        "scripts/device/fp8_moe_check.py measures both"
     )
 
 
@@ -441,8 +443,11 @@ class Fp8Family(Family):
     def planner_rows(
         self, spec: GpuSpec, desc: Any, launch: Any, *, compile: bool, progress: Any = None
     ) -> tuple[list[KernelRow], list[str]]:
-        if not desc.is_moe or desc.quantization.moe_dtype != "fp8_w8a8" or not active(spec):
+        q = desc.quantization
+        if not desc.is_moe or q.moe_dtype != "fp8_w8a8" or not active(spec):
             return [], []
+        if linear_path(spec, q.method).kind == REFUSED:
+            return [], []  # SGLang refuses the model at load: the planner's architecture finding says so
         return planner_rows(spec, desc, launch, compile=compile)
 
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:

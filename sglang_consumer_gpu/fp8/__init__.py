@@ -1,6 +1,7 @@
-"""FP8 fused MoE on GPUs without e4m3 (sm_80-sm_88): the route, the tile, and the plugin's own
-weight-only Triton kernel. Heavy imports (torch, triton) happen in :mod:`.ops`, :mod:`.kernel`
-and :mod:`.layer` only."""
+"""FP8 checkpoints on GPUs without e4m3 (sm_80-sm_88): for the experts the route, the tile and the
+plugin's own weight-only Triton kernel; for the linear layers what SGLang itself runs or refuses
+(:mod:`.linear`). Heavy imports (torch, triton) happen in :mod:`.ops`, :mod:`.kernel` and
+:mod:`.layer` only."""
 
 from __future__ import annotations
 
