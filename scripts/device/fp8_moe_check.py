@@ -3,7 +3,7 @@
 Run on the device machine with the carried SGLang 0.5.17 installed and the working tree on PYTHONPATH:
 
     eval "$(python3 scripts/device/install_sglang.py)" || exit 1; export PYTHONPATH=$PWD:$PYTHONPATH
-    PYTHONUNBUFFERED=1 python3 scripts/device/fp8_moe_check.py --out $OUT --sections correctness,speed --budget-s 360
+    PYTHONUNBUFFERED=1 python3 scripts/device/fp8_moe_check.py --out $OUT --sections correctness,speed --budget-s 340
 
 Every section runs in fresh child processes (this script with ``--child``), so an emulation's
 environment is the child's alone; a child that fails records its error and the others go on.
@@ -424,7 +424,7 @@ def main() -> int:
         "--layers", type=int, default=len(LAYERS), help="how many of LAYERS to run (1: Qwen3-30B-A3B only)"
     )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (speed)")
-    ap.add_argument("--budget-s", type=float, default=360.0, help="the whole run's wall clock (see the docstring)")
+    ap.add_argument("--budget-s", type=float, default=340.0, help="the whole run's wall clock (see the docstring)")
     ap.add_argument("--smoke", action="store_true", help="check the script on a CPU (see the docstring)")
     ap.add_argument("--work", default="/tmp/fp8_moe_check", help="models and e2e logs")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
