@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from sglang_consumer_gpu.families import fp8 as fp8_family
-from sglang_consumer_gpu.fp8.linear import MARLIN, MIN_CAPABILITY, REFUSED, W8A8, W8A8_MIN, linear_path
+from sglang_consumer_gpu.fp8.linear import MARLIN, MIN_CAPABILITY, REFUSED, W8A8, linear_path
 from sglang_consumer_gpu.hardware import find_gpu
+from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models import load_model
 from sglang_consumer_gpu.models.launch import Launch
 from sglang_consumer_gpu.planner.constraints import FAIL, check_constraints
@@ -65,7 +66,9 @@ def test_the_minimum_capabilities_are_sglangs() -> None:
         "w8a8_fp8": W8A8Fp8Config.get_min_capability(),
         "modelopt_fp8": ModelOptFp8Config.get_min_capability(),
     } == MIN_CAPABILITY
-    assert CompressedTensorsW8A8Fp8.get_min_capability() == W8A8_MIN
+    # SGLang's e4m3 linear GEMMs start where the GPU's e4m3 does (GpuSpec.supports_fp8_e4m3: sm_89; sm_87 is the last one below)
+    assert CompressedTensorsW8A8Fp8.get_min_capability() == 89
+    assert GpuSpec.for_arch(8, 9).supports_fp8_e4m3 and not GpuSpec.for_arch(8, 7).supports_fp8_e4m3
 
 
 def test_the_refusal_quotes_sglangs_loader() -> None:

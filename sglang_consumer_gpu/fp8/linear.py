@@ -29,9 +29,6 @@ REFUSED = "refused"
 #: ``Fp8Config``, ``W8A8Fp8Config`` and ``ModelOptFp8Config.get_min_capability()``; for
 #: compressed-tensors the FP8 weight-only scheme's (``CompressedTensorsW8A16Fp8``).
 MIN_CAPABILITY: dict[str, int] = {"fp8": 80, "compressed-tensors": 80, "w8a8_fp8": 89, "modelopt_fp8": 89}
-#: SGLang's e4m3 x e4m3 linear GEMMs start here (``can_auto_enable_marlin_fp8`` stops below it,
-#: ``CompressedTensorsW8A8Fp8.get_min_capability()``): the same line as the GPU's e4m3.
-W8A8_MIN = 89
 MARLIN_COST = (
     "the weights stay fp8 (1 byte per parameter), repacked once at load into Marlin's layout with one scale "
     "per output channel and 128 inputs; activations are not quantized: bf16/fp16 math on tensor cores; the "
@@ -67,7 +64,7 @@ def linear_path(spec: GpuSpec, method: str) -> LinearPath:
             else ""
         )
         return LinearPath(REFUSED, f"SGLang refuses the {method} checkpoint on {spec.arch_name} at load: '{said}'{instead}")
-    if cap < W8A8_MIN:
+    if not spec.supports_fp8_e4m3:  # SGLang draws its Marlin line at the GPU's e4m3: 80 <= sm < 89
         return LinearPath(MARLIN, f"fp8 linear layers run SGLang's FP8 Marlin W8A16 kernel on {spec.arch_name}: "
                                   f"{MARLIN_COST}")  # fmt: skip
     return LinearPath(W8A8, f"fp8 linear layers run SGLang's fp8 W8A8 GEMMs on {spec.arch_name}")
