@@ -17,6 +17,9 @@ USER_MOE_CONFIG_DIR = "SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR"
 EXTRA_PATCH_MODULES = "SGLANG_CONSUMER_GPU_EXTRA_PATCH_MODULES"
 #: Where compile results of the shared-memory oracle are cached.
 CACHE_DIR = "SGLANG_CONSUMER_GPU_CACHE_DIR"
+#: 0/false/off: the tools ask SGLang again instead of answering from their cache of SGLang's
+#: answers (sglang_consumer_gpu.oracle.answers).
+ANSWER_CACHE = "SGLANG_CONSUMER_GPU_ANSWER_CACHE"
 #: Shared memory per block (bytes) that Triton, torch and the plugin's live spec
 #: report instead of the GPU's own, in every process: emulates a smaller GPU's
 #: limit on a bigger one (sglang_consumer_gpu.emulation, docs/e2e.md). A contract

@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+#: In this process SGLang is monkeypatched by tests, which the answer cache's key cannot see: the
+#: tools ask SGLang every time here (tests/test_answer_cache.py turns it on where it is tested;
+#: subprocesses drop the plugin's variables and use it).
+os.environ["SGLANG_CONSUMER_GPU_ANSWER_CACHE"] = "0"
+
 RTX_4090 = "NVIDIA GeForce RTX 4090"
 #: A valid fused-MoE config entry that fits every ~99 KB GPU (test config files are made of it).
 GOOD = {

@@ -222,12 +222,13 @@ def test_ctrl_c_is_one_line_and_130(
     assert rc == 130 and err == "sglang-consumer-gpu doctor: interrupted\n"
 
 
-def test_ctrl_c_in_doctor_model() -> None:
-    """The report's case: SIGINT while ``doctor --model`` imports SGLang."""
+def test_ctrl_c_in_doctor_model(tmp_path: Path) -> None:
+    """The report's case: SIGINT while ``doctor --model`` imports SGLang (an empty launch cache, so it does)."""
+    env = _env(SGLANG_CONSUMER_GPU_CACHE_DIR=str(tmp_path))
     proc = subprocess.Popen([*CLI, "doctor", "--model", str(QWEN), "--gpu", "RTX 4090", "--no-compile"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     assert proc.stderr is not None
-    first = proc.stderr.readline()  # "asking SGLang ... (imports SGLang: a few seconds)"
+    first = proc.stderr.readline()  # "asking SGLang ... (importing SGLang: ...)"
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=300)
     assert "asking SGLang" in first

@@ -15,6 +15,7 @@ import pytest
 from sglang_consumer_gpu.bench import report as BR
 from sglang_consumer_gpu.bench import run as BRun
 from sglang_consumer_gpu.bench.points import list_points
+from sglang_consumer_gpu.families.moe import MoePoint
 from sglang_consumer_gpu.hardware import find_gpu, override_spec
 from sglang_consumer_gpu.models import load_model
 from tests.conftest import run_python
@@ -38,9 +39,9 @@ def llama(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def plan_for(spec: Any, model: Path = QWEN, ms: list[int] = MS) -> Any:
+def plan_for(spec: Any, model: Path = QWEN, ms: list[int] | None = MS, *, tp: int = 1) -> Any:
     with override_spec(spec):
-        return list_points(spec, load_model(str(model)), tp=1, ep=1, batch_sizes=ms)
+        return list_points(spec, load_model(str(model)), tp=tp, ep=1, batch_sizes=ms)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def capped() -> Any:
 def test_capped_h200_sglang_alone_would_fail_at_large_batches(capped):
     """SGLang's own H200 file hands M=4096 a 4-stage tile (196,608 B on sm_90), which a
     101,376 B budget refuses; the plugin's heuristic fits."""
-    by_m = {p.case.M: p for p in capped.moe}
+    by_m = {p.case.M: p for p in capped.part("moe").points}
     big = by_m[4096]
     assert big.sglang_fit.fits is False and big.sglang_fit.shared > 101_376
     assert big.plugin_fit.fits is not False and big.plugin.source == "heuristic"
@@ -65,30 +66,31 @@ def test_capped_h200_sglang_alone_would_fail_at_large_batches(capped):
 
 def test_consumer_gpu_points():
     plan = plan_for(find_gpu("NVIDIA GeForce RTX 4090"))
-    assert [p.case.M for p in plan.moe] == MS
-    assert all(p.plugin.source == "heuristic" and not p.same and p.sglang_fit.fits for p in plan.moe)
-    assert {p.workload for p in plan.attention} == {"prefill-heavy", "decode-heavy"}
-    assert plan.attention[0].case.q_heads == 32 and plan.attention[0].case.kv_heads == 4
+    moe, attention = plan.part("moe").points, plan.part("attention").points
+    assert [p.case.M for p in moe] == MS
+    assert all(p.plugin.source == "heuristic" and not p.same and p.sglang_fit.fits for p in moe)
+    assert {p.workload for p in attention} == {"prefill-heavy", "decode-heavy"}
+    assert attention[0].case.q_heads == 32 and attention[0].case.kv_heads == 4
 
 
 def test_uncapped_h200_plugin_is_sglang():
     plan = plan_for(find_gpu("NVIDIA H200"), ms=[1, 4096])
-    assert all(p.same for p in plan.moe) and all(p.same for p in plan.attention)
+    assert all(p.same for part in plan.parts for p in part.points)
     assert any("does not change fused-MoE configs" in n for n in plan.notes)
     assert BRun._jobs(plan, BRun.document(plan, {}, [])) == []  # nothing to compile or time
 
 
 def test_not_moe_is_attention_only(tmp_path):
     plan = plan_for(find_gpu("NVIDIA GeForce RTX 4090"), llama(tmp_path))
-    assert plan.moe == [] and plan.shape is None
+    assert plan.part("moe").points == [] and plan.part("moe").model == {"moe_layer": None}
     assert any("not a MoE model" in n and "attention only" in n for n in plan.notes)
-    assert len(plan.attention) == 2
+    assert len(plan.part("attention").points) == 2
 
 
 def _fake_moe_timing(fail_at: int | None = None) -> Any:
     calls = []
 
-    def time_moe(p: Any, row: dict[str, Any], timer: Any) -> None:
+    def time_moe(p: Any, row: dict[str, Any], timer: Any) -> None:  # MoePoint.time
         calls.append(p.case.M)
         if fail_at is not None and len(calls) == fail_at:
             raise KeyboardInterrupt
@@ -109,7 +111,7 @@ def test_run_writes_after_every_point_and_ctrl_c_leaves_a_valid_report(capped, t
     import sglang_consumer_gpu.measure.compile as mc
 
     monkeypatch.setattr(mc, "precompile", lambda jobs, workers=None, **kw: {j.key: "" for j in jobs})
-    monkeypatch.setattr(BRun, "_time_moe", _fake_moe_timing(fail_at=2))
+    monkeypatch.setattr(MoePoint, "time", _fake_moe_timing(fail_at=2))
     doc = BRun.document(capped, {}, [])
     path = tmp_path / "bench.json"
     with pytest.raises(KeyboardInterrupt):
@@ -128,7 +130,7 @@ def test_complete_run_summary_and_png(capped, tmp_path, monkeypatch):
     import sglang_consumer_gpu.measure.compile as mc
 
     monkeypatch.setattr(mc, "precompile", lambda jobs, workers=None, **kw: {j.key: "" for j in jobs})
-    monkeypatch.setattr(BRun, "_time_moe", _fake_moe_timing())
+    monkeypatch.setattr(MoePoint, "time", _fake_moe_timing())
     doc = BRun.run_bench(capped, BRun.document(capped, {}, []), tmp_path / "b.json", timer=_NoTimer())
     assert doc["complete"] and not doc["interrupted"]
     s = doc["summary"]["moe"]
@@ -202,3 +204,50 @@ def test_sglangs_own_choice_does_not_leak_from_one_virtual_gpu_to_the_next():
     h200 = sglang_choices(capped_h200(), shape, [4096])
     assert h200 != alone  # SGLang has an H200 file for this layer, none for the 4090
     assert sglang_choices(rtx, shape, [4096]) == alone
+
+
+# ------------------------------------------------------------------------------ planned points
+
+#: (GPU, capped shared memory or None, model fixture, tp, batch sizes): consumer cards, a capped and an
+#: uncapped data-centre card, block FP8, MLA under TP, and experts the Triton fused MoE does not run.
+PLANNED = [
+    ("NVIDIA GeForce RTX 4090", None, "Qwen3-30B-A3B", 1, [1, 64, 4096]),
+    ("NVIDIA GeForce RTX 4090", None, "Qwen3-30B-A3B-FP8", 1, [1, 256]),
+    ("NVIDIA L40S", None, "DeepSeek-V3", 8, [1, 512]),
+    ("NVIDIA H200", 101_376, "Qwen3-30B-A3B", 1, [1, 4096]),
+    ("NVIDIA H100 80GB HBM3", None, "Qwen3-30B-A3B", 1, [1, 4096]),
+    ("NVIDIA GeForce RTX 3090", None, "gpt-oss-20b", 1, [16]),
+]
+PLANNED_FIXTURE = ROOT / "tests/fixtures/bench_points.json"
+
+
+def planned_documents() -> dict[str, Any]:
+    """``bench``'s document before timing for each of :data:`PLANNED` (model paths relative to the repository)."""
+    docs = {}
+    for gpu, smem, model, tp, ms in PLANNED:
+        spec = find_gpu(gpu)
+        if smem:
+            spec = dataclasses.replace(spec, smem_per_block_optin=smem, source="live+emulated-smem")
+        doc = BRun.document(plan_for(spec, QWEN.parent / model, ms, tp=tp), {}, [])
+        doc["model"]["config_path"] = str(Path(doc["model"]["config_path"]).relative_to(ROOT))
+        key = f"{gpu}{f' capped at {smem} B' if smem else ''}|{model}|tp{tp}"
+        docs[key] = json.loads(json.dumps(doc, default=str))
+    return docs
+
+
+def test_planned_points_are_the_recorded_ones():
+    """The points, choices, fits and notes ``bench`` plans are those recorded in
+    ``tests/fixtures/bench_points.json`` (the document before timing, key for key)."""
+    assert planned_documents() == json.loads(PLANNED_FIXTURE.read_text())
+
+
+def test_without_batch_sizes_the_moe_runs_at_the_default_launchs_sizes():
+    """No ``--batch-sizes``: the sizes SGLang's default launch runs the fused MoE at (the MoE
+    family's answer for that launch, the lookup grid up to the 4,096-token prefill chunk)."""
+    from sglang_consumer_gpu.families.moe import batch_sizes
+    from sglang_consumer_gpu.models.launch import Launch
+
+    plan = plan_for(find_gpu("NVIDIA H100 80GB HBM3"), ms=None)
+    ms = [p.case.M for p in plan.part("moe").points]
+    assert ms == batch_sizes(Launch(argv=(), tp=1, ep=1))
+    assert ms == [2**i for i in range(13)]  # 1 .. 4096

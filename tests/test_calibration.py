@@ -43,6 +43,7 @@ def _results(mode_us: dict[str, dict[str, float]], pick: str, best_us: float, pi
     best = {**cfg, "BLOCK_SIZE_N": 32}
     return {"device": "H200", "cases": [{"name": "x", "dtype": None, "points": [{
         "M": 1, "space_us": mode_us, "pick": {"config": cfg, "us": pick_us},
+        "heuristic": {"config": best, "us": best_us}, "default": {"config": cfg, "us": 2 * best_us},
         "best": {"config": best, "us": best_us}, "finalists_spread": 0.01}]}]}  # fmt: skip
 
 
@@ -53,8 +54,13 @@ def test_summary_ratio_and_rank() -> None:
     (row,) = calibration.summarize(res)
     assert row["rank"] == 3 and row["timed"] == 4
     assert row["pick_vs_best"] == pytest.approx(0.8)
+    assert (row["heuristic_vs_best"], row["default_vs_best"]) == (1.0, 0.5)
     cmp = calibration.compare({"arch": res, "limit": _results({k: 9.0, "a": 10.0}, k, 9.0, 9.0)})
     assert cmp["modes"]["arch"]["geomean"] == pytest.approx(0.8)
     assert cmp["modes"]["limit"]["files"]["x"]["ranks"] == [1]
     table = calibration.table(cmp)
     assert "**0.800**" in table and "**1.000**" in table
+    # the pick ranked 3rd of 4 under one mode, 1st of 2 under the other
+    assert (cmp["modes"]["arch"]["median_rank_fraction"], cmp["modes"]["arch"]["top5"]) == (0.75, 1)
+    assert cmp["modes"]["limit"]["median_rank_fraction"] == 0.5
+    assert "| SGLang's default / best, geomean (min) | 0.500 (0.500) | 0.500 (0.500) |" in table

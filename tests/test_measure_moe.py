@@ -60,6 +60,12 @@ al = layer.alignment(0, 16)
 real = (al.sorted_ids < 7 * 2).nonzero()[0, 0]
 al.sorted_ids[real] = 7 * 2  # one (token, expert) slot dropped: its output row stays NaN
 out["dropped"] = layer.check(cfg).to_dict()
+from sglang_consumer_gpu.measure.common import judge
+from sglang_consumer_gpu.measure.moe import error_bound
+layer = MoeLayer(case, device="cpu", slots=1)
+up_out = layer.up_gemm(cfg)(0)
+out["up_alone"] = judge(up_out, layer.up_reference(0), error_bound(case)).to_dict()
+out["up_alone_down_untouched"] = bool(layer.slots[0].c2.isnan().all())
 print(json.dumps(out))
 """
 
@@ -67,6 +73,13 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def interpreted() -> dict[str, Any]:
     return run_python_json(_CODE % (MODES,), env={"TRITON_INTERPRET": "1"}, timeout=900)
+
+
+def test_the_up_gemm_alone_matches_its_float32_reference(interpreted: dict[str, Any]) -> None:
+    """``MoeLayer.up_gemm``: one launch (the up GEMM), against ``up_reference``; the down GEMM's output is never written."""
+    r = interpreted["up_alone"]
+    assert r["ok"] and r["unwritten"] == 0 and 0 < r["error"] <= r["bound"], r
+    assert interpreted["up_alone_down_untouched"]
 
 
 @pytest.mark.parametrize("index", range(len(MODES)))

@@ -38,6 +38,11 @@ The uncapped references come from a second process started at the beginning
 the same seeded inputs; their input hashes are compared too. Writes
 ``safety_check.json`` (``pass`` per check and overall), ``reference.json``,
 ``longtail_device.json`` and ``safety_overhead.png`` under ``--out``.
+
+The inputs and float32 references are the engine's (:class:`~sglang_consumer_gpu.measure.moe.MoeLayer`
+``up_gemm``/``up_reference``, :class:`~sglang_consumer_gpu.measure.attention.ExtendRun`), the cap is the
+emulation's driver hook; what stays here is the orchestration and each check's verdict. ``--dry-run``
+builds every input and reference on the CPU and launches nothing (``tests/test_safety_check_script.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import os
 import statistics
@@ -58,6 +64,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sglang_consumer_gpu.measure.attention import ExtendCase, ExtendRun
+from sglang_consumer_gpu.measure.common import sglang_version
+from sglang_consumer_gpu.measure.moe import MoeCase, MoeLayer
+from sglang_consumer_gpu.moe.shape import MoeShape
 from sglang_consumer_gpu.patches import attention_extend, moe_config
 from sglang_consumer_gpu.patches.safety_net import BATCH_INVARIANT
 
@@ -71,10 +81,14 @@ TIGHT_LIMIT = 65_536
 OLD_MOE_TILE = {"BLOCK_SIZE_M": 128, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 8, "num_stages": 4}  # fmt: skip
 CAPTURE_TILE = {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 4}  # fmt: skip
 CONTROL_TILE = {"BLOCK_SIZE_M": 64, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 64, "GROUP_SIZE_M": 1, "num_warps": 4, "num_stages": 2}  # fmt: skip
-MOE_SHAPE = {"E": 8, "N": 512, "K": 2048, "topk": 2, "M": 256}
+#: The fused-MoE layer of the checks (bf16); each check launches its up GEMM alone (one kernel launch).
+MOE_CASE = MoeCase(MoeShape(E=8, N=512, K=2048, topk=2), M=256)
+#: Two sequences with a cached prefix and new (extend) tokens, MLA head dims, one KV head.
+EXTEND_CASE = ExtendCase(576, 512, 16, 1, extend_lens=(64, 40), prefix_lens=(48, 80))
 MATMUL_BATCHES = (1, 3, 16, 64, 129, 512)
 MATMUL_K = MATMUL_N = 4096
 LONGTAIL_GROUPS = ("bio", "fp8")  # scripts/longtail_sweep.py's case groups, one process each
+CHECKS = ("moe", "extend", "dense_prefill", "unsalvageable", "matmul_invariance", "cuda_graph", "longtail", "overhead")
 
 
 def _torch() -> Any:
@@ -89,11 +103,6 @@ def _hash(t: Any) -> str:
     ]
 
 
-def _gen(seed: int) -> Any:
-    torch = _torch()
-    return torch.Generator(device="cuda").manual_seed(seed)
-
-
 # --- the cap and the plugin -----------------------------------------------------------------
 
 
@@ -102,19 +111,14 @@ def apply_cap(limit: int) -> dict[str, Any]:
     torch = _torch()
     from triton.runtime.driver import driver
 
+    from sglang_consumer_gpu.emulation.hooks import TRITON_DRIVER, patch_triton_driver
+
     utils = driver.active.utils
     device = torch.cuda.current_device()
     before = int(utils.get_device_properties(device)["max_shared_mem"])
     source = "environment"
-    if before != limit:
-        original = utils.get_device_properties
-
-        def capped(dev: int) -> dict[str, Any]:
-            props = dict(original(dev))
-            props["max_shared_mem"] = min(int(props["max_shared_mem"]), limit)
-            return props
-
-        utils.get_device_properties = capped
+    if before != limit:  # the emulation's own hook, on the driver this process already made
+        patch_triton_driver(importlib.import_module(TRITON_DRIVER), limit)
         source = "script"
     return {"limit": limit, "source": source, "reported_before": before, "reported": int(utils.get_device_properties(device)["max_shared_mem"])}  # fmt: skip
 
@@ -153,141 +157,52 @@ def plugin_for_cap(limit: int) -> Iterator[dict[str, Any]]:
 # --- inputs (seeded, identical in both processes) ----------------------------------------------
 
 
-def moe_inputs(seed: int, block_m: int, dtype: Any = None) -> dict[str, Any]:
-    """Up-projection (w13) GEMM inputs with SGLang's routing buffers filled as moe_align_block_size would."""
-    from sglang_consumer_gpu.measure.moe import torch_align
-
-    torch = _torch()
-    dt = dtype or torch.bfloat16
-    E, N, K, topk, M = (MOE_SHAPE[k] for k in ("E", "N", "K", "topk", "M"))
-    g = _gen(seed)
-    scores = torch.rand(M, E, device="cuda", generator=g)
-    topk_w, topk_ids = torch.softmax(scores, -1).topk(topk, dim=-1)
-    topk_ids = topk_ids.to(torch.int32)
-    sorted_ids, expert_ids, num_post = torch_align(topk_ids, block_m, E)  # the engine's routing layout
-    return {
-        "a": (torch.randn(M, K, device="cuda", generator=g) * 0.5).to(dt),
-        "b": (torch.randn(E, 2 * N, K, device="cuda", generator=g) * 0.05).to(dt),
-        "c": torch.zeros(topk_ids.numel(), 2 * N, device="cuda", dtype=dt),
-        "topk_w": topk_w.float().contiguous(),
-        "topk_ids": topk_ids,
-        "sorted_ids": sorted_ids,
-        "expert_ids": expert_ids,
-        "num_post": num_post,
-    }
+def moe_layer(seed: int, device: str = "cuda") -> MoeLayer:
+    """:data:`MOE_CASE` built by the engine (seeded weights, activations, routing; NaN-poisoned
+    outputs); ``layer.up_gemm(config)(0)`` is one launch of SGLang's ``fused_moe_kernel``."""
+    return MoeLayer(MOE_CASE, device=device, seed=seed, slots=1)
 
 
-def moe_run(x: dict[str, Any], config: dict[str, int]) -> Any:
-    import importlib
-
-    import triton.language as tl
-
-    fk = importlib.import_module(MOE)
-    x["c"].zero_()
-    fk.invoke_fused_moe_kernel(
-        x["a"], x["b"], None, x["c"], None, None, None, x["topk_w"], x["topk_ids"], x["sorted_ids"],
-        x["expert_ids"], x["num_post"], False, MOE_SHAPE["topk"], dict(config), compute_type=tl.bfloat16,
-        use_fp8_w8a8=False, use_int8_w8a8=False, use_int8_w8a16=False, use_int4_w4a16=False, per_channel_quant=False,
-    )  # fmt: skip
-    return x["c"]
+def extend_run(seed: int, *, prefix: bool = True, device: str = "cuda") -> ExtendRun:
+    """:data:`EXTEND_CASE` built by the engine; without ``prefix`` the same extend tokens with
+    no cached prefix (what ``dense_prefill_attention_fwd`` computes, so its float32 reference)."""
+    case = EXTEND_CASE if prefix else dataclasses.replace(EXTEND_CASE, prefix_lens=(0,) * len(EXTEND_CASE.prefix_lens))
+    return ExtendRun(case, device=device, seed=seed, slots=1)
 
 
-def moe_reference(x: dict[str, Any]) -> Any:
-    """Float32: row t of C is A[t // topk] @ B[expert of t]^T."""
-    torch = _torch()
-    experts = x["topk_ids"].flatten().long()
-    out = torch.zeros(x["c"].shape, device="cuda", dtype=torch.float32)
-    for e in range(MOE_SHAPE["E"]):
-        rows = (experts == e).nonzero().flatten()
-        out[rows] = x["a"].float()[rows // MOE_SHAPE["topk"]] @ x["b"][e].float().t()
-    return out
-
-
-EXT = {"prefix": (48, 80), "extend": (64, 40), "hq": 16, "hk": 1, "lq": 576, "lv": 512}
-
-
-def extend_inputs(seed: int) -> dict[str, Any]:
-    """Two sequences with a cached prefix and new (extend) tokens, MLA head dims, one KV head."""
-    torch = _torch()
-    g = _gen(seed)
-    pre, ext, hq, hk, lq, lv = (EXT[k] for k in ("prefix", "extend", "hq", "hk", "lq", "lv"))
-    slots, total = 512, sum(ext)
-    bf = {"device": "cuda", "dtype": torch.bfloat16}
-    rnd = lambda *s: torch.randn(*s, device="cuda", generator=g).to(torch.bfloat16)  # noqa: E731
-    i32 = {"device": "cuda", "dtype": torch.int32}
-    return {
-        "q": rnd(total, hq, lq),
-        "k": rnd(total, hk, lq),
-        "v": rnd(total, hk, lv),
-        "o": torch.zeros(total, hq, lv, **bf),
-        "k_buffer": rnd(slots, hk, lq),
-        "v_buffer": rnd(slots, hk, lv),
-        "qo_indptr": torch.tensor([0, ext[0], total], **i32),
-        "kv_indptr": torch.tensor([0, pre[0], sum(pre)], **i32),
-        "kv_indices": torch.randperm(slots, device="cuda", generator=g)[: sum(pre)].to(torch.int64),
-    }
-
-
-def extend_run(x: dict[str, Any], launcher: str = "extend_attention_fwd") -> Any:
-    import importlib
-
-    ea = importlib.import_module(EXTEND)
-    scale = EXT["lq"] ** -0.5
-    x["o"].zero_()
+def extend_launch(run: ExtendRun, launcher: str = "extend_attention_fwd") -> Any:
+    """One of SGLang's extend-attention launchers on ``run``'s inputs; returns the output."""
+    x, case = run.slots[0], run.case
+    max_extend = max(case.extend_lens)
     if launcher == "extend_attention_fwd":
-        ea.extend_attention_fwd(
-            x["q"], x["k"], x["v"], x["o"], x["k_buffer"], x["v_buffer"], x["qo_indptr"], x["kv_indptr"],
-            x["kv_indices"], None, True, None, max(EXT["extend"]), 1.0, 1.0, sm_scale=scale,
-        )  # fmt: skip
+        run.run()(0)
     elif launcher == "dense_prefill_attention_fwd":  # one-shot prefill of the extend tokens, no cached prefix
-        ea.dense_prefill_attention_fwd(
-            x["q"], x["k"], x["v"], x["o"], x["qo_indptr"], x["qo_indptr"], max(EXT["extend"]), sm_scale=scale
+        run.ea.dense_prefill_attention_fwd(
+            x.q, x.k, x.v, x.o, x.qo_indptr, x.qo_indptr, max_extend, sm_scale=run.scale
         )
-    else:  # unified (deterministic inference): prefix and extend keys all in the buffer
+    else:  # unified (deterministic inference): prefix and extend keys all read from the buffer
         torch = _torch()
-        lens = [p + e for p, e in zip(EXT["prefix"], EXT["extend"], strict=True)]
-        kv_indptr = torch.tensor([0, lens[0], sum(lens)], device="cuda", dtype=torch.int32)
-        kv_indices = torch.arange(sum(lens), device="cuda", dtype=torch.int64)
-        prefix = torch.tensor(EXT["prefix"], device="cuda", dtype=torch.int32)
-        ea.extend_attention_fwd_unified(
-            x["q"], x["o"], x["k_buffer"], x["v_buffer"], 1.0, 1.0, x["qo_indptr"], kv_indptr,
-            kv_indices, prefix, max(EXT["extend"]), sm_scale=scale,
+        lens = [p + e for p, e in zip(case.prefix_lens, case.extend_lens, strict=True)]
+        kv_indptr = torch.tensor([0, lens[0], sum(lens)], device=run.device, dtype=torch.int32)
+        # any valid slots: this launch is only ever refused at compile time
+        kv_indices = torch.arange(sum(lens), device=run.device, dtype=torch.int64) % x.k_buf.shape[0]
+        prefix = torch.tensor(case.prefix_lens, device=run.device, dtype=torch.int32)
+        run.ea.extend_attention_fwd_unified(
+            x.q, x.o, x.k_buf, x.v_buf, 1.0, 1.0, x.qo_indptr, kv_indptr, kv_indices, prefix, max_extend,
+            sm_scale=run.scale,
         )  # fmt: skip
-    return x["o"]
+    return x.o
 
 
-def extend_reference(x: dict[str, Any], *, with_prefix: bool = True) -> Any:
-    """Float32 causal attention over [prefix from the buffer, extend tokens]."""
+def matmul_inputs(seed: int, device: str = "cuda") -> tuple[Any, Any]:
     torch = _torch()
-    out = torch.zeros(x["o"].shape, device="cuda", dtype=torch.float32)
-    scale = EXT["lq"] ** -0.5
-    q0 = 0
-    for i, (p, e) in enumerate(zip(EXT["prefix"], EXT["extend"], strict=True)):
-        p = p if with_prefix else 0
-        idx = x["kv_indices"][x["kv_indptr"][i] : x["kv_indptr"][i] + p]
-        keys = torch.cat([x["k_buffer"][idx, 0], x["k"][q0 : q0 + e, 0]]).float()
-        vals = torch.cat([x["v_buffer"][idx, 0], x["v"][q0 : q0 + e, 0]]).float()
-        q = x["q"][q0 : q0 + e].float()  # (e, hq, lq)
-        s = torch.einsum("jhd,td->hjt", q, keys) * scale
-        allowed = torch.ones(e, p + e, dtype=torch.bool, device="cuda")
-        allowed[:, p:] = torch.tril(torch.ones(e, e, dtype=torch.bool, device="cuda"))
-        s = s.masked_fill(~allowed, float("-inf"))
-        out[q0 : q0 + e] = torch.einsum("hjt,tv->jhv", torch.softmax(s, -1), vals)
-        q0 += e
-    return out
-
-
-def matmul_inputs(seed: int) -> tuple[Any, Any]:
-    torch = _torch()
-    g = _gen(seed)
-    x = (torch.randn(max(MATMUL_BATCHES), MATMUL_K, device="cuda", generator=g) * 0.5).to(torch.float16)
-    w = (torch.randn(MATMUL_N, MATMUL_K, device="cuda", generator=g) * 0.02).to(torch.float16)
+    g = torch.Generator(device=device).manual_seed(seed)
+    x = (torch.randn(max(MATMUL_BATCHES), MATMUL_K, device=device, generator=g) * 0.5).to(torch.float16)
+    w = (torch.randn(MATMUL_N, MATMUL_K, device=device, generator=g) * 0.02).to(torch.float16)
     return x, w.t()  # weight^T, as F.linear hands it
 
 
 def matmul_run(x: Any, wt: Any, batch: int) -> Any:
-    import importlib
-
     from scripts.longtail_sweep import matmul
 
     return matmul(importlib.import_module(BIO), x[:batch], wt)
@@ -318,15 +233,15 @@ def _interventions(kernel: str, config: dict[str, int] | None = None) -> list[di
 
 def check_moe(reference: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     torch = _torch()
-    x = moe_inputs(1, OLD_MOE_TILE["BLOCK_SIZE_M"])
-    out = moe_run(x, OLD_MOE_TILE).clone()
+    layer = moe_layer(1)
+    out = layer.up_gemm(OLD_MOE_TILE)(0).clone()
     torch.cuda.synchronize()
     row: dict[str, Any] = {
         "config": OLD_MOE_TILE,
         "interventions": _interventions("fused_moe_kernel", OLD_MOE_TILE),
     }
-    row["vs_fp32"] = _diff(out, moe_reference(x))
-    row["input_hash"] = _hash(x["b"])
+    row["vs_fp32"] = _diff(out, layer.up_reference(0))
+    row["input_hash"] = _hash(layer.w1[0])
     row["output_hash"] = _hash(out)
     ref = reference()
     if "moe" in ref:
@@ -345,17 +260,15 @@ def check_moe(reference: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def check_extend(
     reference: Callable[[], dict[str, Any]], launcher: str, kernel: str, key: str
 ) -> dict[str, Any]:
-    import importlib
-
     torch = _torch()
     if not hasattr(importlib.import_module(EXTEND), launcher):
         return {"skipped": f"{launcher} is not in this SGLang", "pass": True}
-    x = extend_inputs(2)
-    out = extend_run(x, launcher).clone()
+    run = extend_run(2, prefix=launcher != "dense_prefill_attention_fwd")
+    out = extend_launch(run, launcher).clone()
     torch.cuda.synchronize()
     row: dict[str, Any] = {"interventions": _interventions(kernel)}
-    row["vs_fp32"] = _diff(out, extend_reference(x, with_prefix=launcher != "dense_prefill_attention_fwd"))
-    row["input_hash"] = _hash(x["q"])
+    row["vs_fp32"] = _diff(out, run.reference(0))
+    row["input_hash"] = _hash(run.slots[0].q)
     ref = reference()
     if key in ref:
         uncapped = torch.load(ref["tensors"], map_location="cuda")[key]
@@ -376,7 +289,7 @@ def check_unsalvageable() -> dict[str, Any]:
 
     from sglang_consumer_gpu.safety.guard import SharedMemoryError
 
-    x = extend_inputs(3)
+    run = extend_run(3)
     row: dict[str, Any] = {"kernel": "_fwd_kernel_unified"}
     # SGLang 0.5.17's unified kernel fits 101,376 B at one stage on sm_90 (seen on the H200), so
     # this check asks for a T4-class limit (64 KB) for its one launch: its tile fixes the
@@ -386,7 +299,7 @@ def check_unsalvageable() -> dict[str, Any]:
     row["limit"] = TIGHT_LIMIT
     utils.get_device_properties = lambda device: {**real(device), "max_shared_mem": TIGHT_LIMIT}
     try:
-        extend_run(x, "extend_attention_fwd_unified")
+        extend_launch(run, "extend_attention_fwd_unified")
         _torch().cuda.synchronize()
         row["raised"] = None
     except Exception as exc:
@@ -438,7 +351,8 @@ def check_cuda_graph() -> dict[str, Any]:
     torch = _torch()
     row: dict[str, Any] = {}
     for name, tile, seed in (("control", CONTROL_TILE, 5), ("fitted_in_capture", CAPTURE_TILE, 6)):
-        x = moe_inputs(seed, tile["BLOCK_SIZE_M"])
+        layer = moe_layer(seed)
+        launch = layer.up_gemm(tile)  # routing aligned here, before the capture
         sub: dict[str, Any] = {"config": tile}
         try:
             graph = torch.cuda.CUDAGraph()
@@ -446,15 +360,15 @@ def check_cuda_graph() -> dict[str, Any]:
             with torch.cuda.graph(
                 graph
             ):  # the first launch of this configuration: compiled (and fitted) here
-                moe_run(x, tile)
-            x["c"].zero_()
+                launch(0)
+            layer.slots[0].c1.zero_()
             graph.replay()
             torch.cuda.synchronize()
-            replayed = x["c"].clone()
-            eager = moe_run(x, tile).clone()
+            replayed = layer.slots[0].c1.clone()
+            eager = launch(0).clone()
             torch.cuda.synchronize()
             sub["replay_equals_eager"] = bool(torch.equal(replayed, eager))
-            sub["vs_fp32"] = _diff(eager, moe_reference(x))
+            sub["vs_fp32"] = _diff(eager, layer.up_reference(0))
         except Exception as exc:
             sub["error"] = f"{type(exc).__name__}: {str(exc)[:400]}"
         sub["interventions"] = _interventions("fused_moe_kernel", tile)
@@ -485,8 +399,6 @@ def _timed(fn: Callable[[], Any], n: int) -> float:
 
 def bench_overhead(rounds: int = 15, launches: int = 1000) -> dict[str, Any]:
     """Host microseconds per launch, guard installed vs not, interleaved rounds, medians."""
-    import importlib
-
     from triton.runtime.jit import JITFunction
 
     from sglang_consumer_gpu.patching import registry
@@ -501,16 +413,16 @@ def bench_overhead(rounds: int = 15, launches: int = 1000) -> dict[str, Any]:
     xs = torch.randn(1, 128, device="cuda", dtype=torch.bfloat16)
     ws = torch.ones(128, device="cuda", dtype=torch.bfloat16)
     out = torch.empty_like(xs)
-    moe_x = moe_inputs(7, OLD_MOE_TILE["BLOCK_SIZE_M"])
-    native_one_stage = {**OLD_MOE_TILE, "num_stages": 1}
+    layer = moe_layer(7)
+    fitted_moe, native_moe = layer.up_gemm(OLD_MOE_TILE), layer.up_gemm({**OLD_MOE_TILE, "num_stages": 1})
     kernels: dict[str, Callable[[], Any]] = {
         # SGLang's smallest launch: one row of RMSNorm, its Triton kernel called as rms_norm() calls it
         "rms_norm kernel 1x128 (raw launch)": lambda: bio._rms_norm_kernel[(1,)](
             xs, ws, out, xs.stride(0), out.stride(0), 128, 1e-6, BLOCK_SIZE=1024
         ),
         "rms_norm() 1x128 (SGLang launcher)": lambda: bio.rms_norm(xs, ws, 1e-6),
-        "fused MoE, 4-stage tile fitted by the guard": lambda: moe_run(moe_x, OLD_MOE_TILE),
-        "fused MoE, the same kernel asked for at 1 stage": lambda: moe_run(moe_x, native_one_stage),
+        "fused MoE, 4-stage tile fitted by the guard": lambda: fitted_moe(0),
+        "fused MoE, the same kernel asked for at 1 stage": lambda: native_moe(0),
     }
     for fn in kernels.values():  # compile (and fit) everything first; clocks up
         for _ in range(50):
@@ -595,8 +507,6 @@ def plot_overhead(result: dict[str, Any], path: Path) -> Path | None:
 
 def part_reference(out: Path) -> dict[str, Any]:
     """The same launches without the cap and without the plugin."""
-    import importlib
-
     torch = _torch()
     from triton.runtime.errors import OutOfResources
 
@@ -613,13 +523,13 @@ def part_reference(out: Path) -> dict[str, Any]:
         # The old tile does not fit even an uncapped H200 at 4 stages (262,144 > 232,448 B on sm_90):
         # the reference runs it at the deepest pipeline that fits, which keeps the tile and, as
         # stages only pipeline the K loop, the summation order.
-        x = moe_inputs(1, OLD_MOE_TILE["BLOCK_SIZE_M"])
+        layer = moe_layer(1)
         for stages in range(OLD_MOE_TILE["num_stages"], 0, -1):
             try:
-                result = moe_run(x, {**OLD_MOE_TILE, "num_stages": stages})
+                result = layer.up_gemm({**OLD_MOE_TILE, "num_stages": stages})(0)
             except OutOfResources:
                 continue
-            doc["moe"] = {"input_hash": _hash(x["b"]), "output_hash": _hash(result), "num_stages": stages}
+            doc["moe"] = {"input_hash": _hash(layer.w1[0]), "output_hash": _hash(result), "num_stages": stages}
             return
         raise RuntimeError("the old tile fits no pipeline depth uncapped")
 
@@ -630,9 +540,9 @@ def part_reference(out: Path) -> dict[str, Any]:
             ("dense_prefill", "dense_prefill_attention_fwd"),
         ):
             if hasattr(ea, launcher):
-                x = extend_inputs(2)
-                tensors[key] = extend_run(x, launcher).clone()
-                doc[key] = {"input_hash": _hash(x["q"])}
+                run = extend_run(2, prefix=launcher != "dense_prefill_attention_fwd")
+                tensors[key] = extend_launch(run, launcher).clone()
+                doc[key] = {"input_hash": _hash(run.slots[0].q)}
 
     def matmul() -> None:
         xm, wt = matmul_inputs(4)
@@ -686,8 +596,6 @@ def part_main(out: Path, cap: int) -> dict[str, Any]:
     t0 = time.time()
     reference = _child("reference", out, {EMULATE_ENV: None, "SGLANG_CONSUMER_GPU": "0"})
     longtail = {g: _child("longtail", out, {EMULATE_ENV: str(cap)}, "--group", g) for g in LONGTAIL_GROUPS}
-    import importlib
-
     import torch
     import triton
 
@@ -695,7 +603,7 @@ def part_main(out: Path, cap: int) -> dict[str, Any]:
         importlib.import_module(name)
     results: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name(),
-        "versions": {"torch": torch.__version__, "triton": triton.__version__, "sglang": _sglang_version()},
+        "versions": {"torch": torch.__version__, "triton": triton.__version__, "sglang": sglang_version()},
     }
     results["cap"] = apply_cap(cap)
     with plugin_for_cap(cap) as plugin:
@@ -734,29 +642,42 @@ def part_main(out: Path, cap: int) -> dict[str, Any]:
         from sglang_consumer_gpu.safety import state
 
         results["doctor"] = state.lines()
-    checks = (
-        "moe",
-        "extend",
-        "dense_prefill",
-        "unsalvageable",
-        "matmul_invariance",
-        "cuda_graph",
-        "longtail",
-        "overhead",
-    )
-    results["pass"] = {name: bool(results.get(name, {}).get("pass")) for name in checks}
+    results["pass"] = {name: bool(results.get(name, {}).get("pass")) for name in CHECKS}
     results["all_pass"] = all(results["pass"].values())
     results["seconds"] = round(time.time() - t0, 1)
     return results
 
 
-def _sglang_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sglang")
-    except PackageNotFoundError:
-        return "?"
+def dry_run(cap: int) -> dict[str, Any]:
+    """Without a GPU: every check's seeded inputs built twice on the CPU (the capped and the
+    uncapped process must build the same ones) and the float32 references of the MoE and
+    extend checks, on the checks' own shapes. Nothing is launched."""
+    torch = _torch()
+    doc: dict[str, Any] = {"dry_run": True, "cap": cap, "checks": list(CHECKS), "sglang": sglang_version()}
+    moe = [moe_layer(1, device="cpu") for _ in range(2)]
+    ref = moe[0].up_reference(0)
+    doc["moe"] = {
+        "case": MOE_CASE.label,
+        "same_inputs": _hash(moe[0].w1[0]) == _hash(moe[1].w1[0])
+        and _hash(moe[0].slots[0].x) == _hash(moe[1].slots[0].x)
+        and bool(torch.equal(moe[0].slots[0].topk_ids, moe[1].slots[0].topk_ids)),
+        "reference_shape": list(ref.shape),
+        "reference_finite": bool(ref.isfinite().all()),
+    }
+    for key, prefix in (("extend", True), ("dense_prefill", False)):
+        runs = [extend_run(2, prefix=prefix, device="cpu") for _ in range(2)]
+        ref = runs[0].reference(0)
+        doc[key] = {
+            "case": runs[0].case.label,
+            "same_inputs": _hash(runs[0].slots[0].q) == _hash(runs[1].slots[0].q),
+            "reference_shape": list(ref.shape),
+            "reference_finite": bool(ref.isfinite().all()),
+        }
+    x = [matmul_inputs(4, device="cpu") for _ in range(2)]
+    doc["matmul_invariance"] = {"batches": list(MATMUL_BATCHES), "same_inputs": _hash(x[0][0]) == _hash(x[1][0])}
+    doc["ok"] = all(v.get("same_inputs") and v.get("reference_finite", True)
+                    for v in doc.values() if isinstance(v, dict))  # fmt: skip
+    return doc
 
 
 def part_longtail(out: Path, cap: int, group: str) -> dict[str, Any]:
@@ -801,7 +722,13 @@ def main() -> int:
     ap.add_argument(
         "--plot", type=Path, help="only draw safety_overhead.png from an existing safety_check.json"
     )
+    ap.add_argument("--dry-run", action="store_true",
+                    help="no GPU: build every check's inputs and the float32 references on the CPU, print them as JSON")  # fmt: skip
     args = ap.parse_args()
+    if args.dry_run:
+        doc = dry_run(args.cap)
+        print(json.dumps(doc))
+        return 0 if doc["ok"] else 1
     if args.plot:
         doc = json.loads(args.plot.read_text())
         print(plot_overhead(doc["overhead"], args.plot.with_name("safety_overhead.png")))

@@ -1,7 +1,8 @@
 """``bench``: the plugin's kernel choices against SGLang's own, timed on the live GPU.
 
-- :mod:`.points`: per batch size (fused MoE) and workload (extend attention) of a model, the
-  plugin's choice, SGLang's own, and whether SGLang's own fits the GPU (pure, compile-only);
+- :mod:`.points`: every family's points for a model (its ``bench_points``: fused MoE per batch
+  size, extend attention per workload), the plugin's choice, SGLang's own, and whether SGLang's
+  own fits the GPU (pure, compile-only);
 - :mod:`.run`: both timed with the engine's one timer, the JSON rewritten after every point;
 - :mod:`.report`: the table and the PNG plot;
 - :mod:`.calibration`: the same timing turned on the emulation itself -- fused-MoE files tuned on

@@ -106,8 +106,14 @@ def plan(spec: Any, files: Iterable[TunedFile] = FILES, grid: Iterable[int] = GR
     return {"cases": cases, "plan_file": "in-process", "spec": spec.to_dict()}
 
 
+#: The other named configs of every point, reported beside the real card's pick: what the plugin
+#: and SGLang alone would run for the same shape on the emulated GPU.
+OTHERS = ("heuristic", "default")
+
+
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per file and batch size: the pick's speed over the best's, its rank in the sweep."""
+    """Per file and batch size: the pick's speed over the best's, its rank in the sweep, and the
+    same ratio for the plugin's heuristic and SGLang's default, timed in the same sweep."""
     rows = []
     for c in results["cases"]:
         for p in c["points"]:
@@ -119,6 +125,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"case": c["name"], "dtype": c["dtype"] or "bf16", "M": p["M"],
                          "pick_vs_best": p["best"]["us"] / p["pick"]["us"], "rank": rank, "timed": len(sweep),
                          "pick": pick_key, "best": _key(p["best"]["config"]),
+                         **{f"{n}_vs_best": p["best"]["us"] / p[n]["us"] for n in OTHERS if p.get(n, {}).get("us")},
                          "spread": p.get("finalists_spread")})  # fmt: skip
     return rows
 
@@ -130,7 +137,11 @@ def _key(cfg: dict[str, Any]) -> str:
 
 
 def compare(by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Modes side by side: per file and overall, geomean and minimum of pick/best, median rank."""
+    """Modes side by side: per file and overall, geomean and minimum of pick/best and the
+    ranks; overall, the median of rank/timed (the lower, the more the emulation ranks the real
+    card's pick near the top) and the heuristic's and SGLang default's geomean over the best."""
+    from statistics import median
+
     from sglang_consumer_gpu.measure.common import geomean
 
     out: dict[str, Any] = {"modes": {}, "points": {}}
@@ -140,6 +151,7 @@ def compare(by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for r in rows:
             per_case.setdefault(r["case"], []).append(r)
             out["points"].setdefault(f"{r['case']}|{r['M']}", {})[mode] = r
+        ranked = [r["rank"] / r["timed"] for r in rows if r["rank"]]
         out["modes"][mode] = {
             "device": res.get("device"),
             "files": {c: {"geomean": geomean([r["pick_vs_best"] for r in rs]),
@@ -149,6 +161,10 @@ def compare(by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "geomean": geomean([r["pick_vs_best"] for r in rows]),
             "min": min((r["pick_vs_best"] for r in rows), default=math.nan),
             "points": len(rows),
+            "median_rank_fraction": median(ranked) if ranked else math.nan,
+            "top5": sum(1 for r in rows if r["rank"] and r["rank"] <= 5),
+            **{n: {"geomean": geomean(v), "min": min(v)}
+               for n in OTHERS if (v := [r[f"{n}_vs_best"] for r in rows if f"{n}_vs_best" in r])},
         }  # fmt: skip
     return out
 
@@ -171,6 +187,14 @@ def table(cmp: dict[str, Any]) -> str:
         + " | ".join(f"**{o['geomean']:.3f}** ({o['min']:.3f}), {o['points']} points" for o in overall)
         + " |"
     )
+    lines.append(
+        "| real pick's rank / configs timed (median); picks in the top 5 | "
+        + " | ".join(f"{o['median_rank_fraction']:.2f}; {o['top5']} of {o['points']}" for o in overall)
+        + " |"
+    )
+    for n, label in (("heuristic", "plugin's heuristic / best"), ("default", "SGLang's default / best")):
+        cells = [f"{o[n]['geomean']:.3f} ({o[n]['min']:.3f})" if n in o else "-" for o in overall]
+        lines.append(f"| {label}, geomean (min) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

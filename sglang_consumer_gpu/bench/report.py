@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sglang_consumer_gpu.families.bench_points import untimed
 from sglang_consumer_gpu.measure.report import table
 
 INSTALL_HINT = "pip install 'sglang-consumer-gpu[bench]' (or pip install matplotlib)"
@@ -29,7 +30,7 @@ def _speedup(row: dict[str, Any]) -> str:
     status = row["sglang"]["status"]
     if row.get("error"):
         return f"error: {row['error']}"
-    if status in ("same config", "same tile"):
+    if untimed(row):
         return "1.00 (same choice)"
     if row.get("speedup"):
         return f"{row['speedup']:.2f}x"
@@ -86,9 +87,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         rows = doc[key]
         xs = [r["M"] for r in rows] if key == "moe" else list(range(len(rows)))
         timed = [(x, r["speedup"]) for x, r in zip(xs, rows, strict=True) if r["sglang"]["status"] == "timed"]
-        same = [
-            x for x, r in zip(xs, rows, strict=True) if r["sglang"]["status"] in ("same config", "same tile")
-        ]
+        same = [x for x, r in zip(xs, rows, strict=True) if untimed(r)]
         fails = [
             x
             for x, r in zip(xs, rows, strict=True)

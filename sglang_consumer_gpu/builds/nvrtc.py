@@ -18,7 +18,6 @@ import ctypes
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from sglang_consumer_gpu.builds import releases
@@ -35,31 +34,6 @@ SYSTEM_DIRS = (
     "/usr/lib/x86_64-linux-gnu",
 )
 LD_CACHE = Path("/etc/ld.so.cache")
-
-
-@dataclass(frozen=True)
-class NvrtcCheck:
-    """One library's ``libnvrtc``: the name it needs and the file that would satisfy it (None: not found)."""
-
-    consumer: str
-    soname: str
-    found: str | None
-    via: str  # "its RUNPATH", "torch's copy", "LD_LIBRARY_PATH", "the loader cache", "a system directory"
-    error: str | None = None  # the file was found but does not load
-
-    @property
-    def ok(self) -> bool:
-        return self.found is not None and self.error is None
-
-    def to_dict(self) -> dict[str, str | bool | None]:
-        return {
-            "consumer": self.consumer,
-            "soname": self.soname,
-            "found": self.found,
-            "via": self.via,
-            "error": self.error,
-            "ok": self.ok,
-        }
 
 
 def nvrtc_needed(needed: Sequence[str]) -> str | None:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         for name in ("sglang", "sglang_consumer_gpu"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    from sglang_consumer_gpu.bench.points import default_batch_sizes, list_points
+    from sglang_consumer_gpu.bench.points import list_points
     from sglang_consumer_gpu.bench.report import PlotUnavailable, plot, text
     from sglang_consumer_gpu.bench.run import document, run_bench
     from sglang_consumer_gpu.hardware import override_spec
@@ -131,15 +131,9 @@ def run(args: argparse.Namespace) -> int:
 
     spec = live.spec
     with override_spec(spec):
-        points = list_points(
-            spec,
-            desc,
-            tp=args.tp,
-            ep=args.ep,
-            batch_sizes=batch_sizes or default_batch_sizes(args.tp, args.ep),
-        )
+        points = list_points(spec, desc, tp=args.tp, ep=args.ep, batch_sizes=batch_sizes)
         if args.no_attention:
-            points.attention = []
+            points.part("attention").points = []
         doc = document(points, environment(), list(live.notes))
         base = args.out / stem(spec.name, spec.smem_per_block_optin, desc.name, args.tp, args.ep)
         json_path, png_path = base.with_suffix(".json"), base.with_suffix(".png")

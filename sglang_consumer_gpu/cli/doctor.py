@@ -170,6 +170,7 @@ def collect(gpu: GpuSpec | None, do_import: bool = False) -> dict[str, Any]:
                 settings.EMULATE_SMEM,
                 settings.USER_MOE_CONFIG_DIR,
                 settings.CACHE_DIR,
+                settings.ANSWER_CACHE,
                 "SGLANG_MOE_CONFIG_DIR",
             )
             if k in os.environ

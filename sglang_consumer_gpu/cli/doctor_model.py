@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from sglang_consumer_gpu import planner
     from sglang_consumer_gpu.planner.command import launch_command
     from sglang_consumer_gpu.planner.multigpu import box_for, multigpu_findings
-    from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, other_checkpoint
+    from sglang_consumer_gpu.planner.sglang_edge import SglangRejects, known, other_checkpoint
     from sglang_consumer_gpu.planner.suggest import suggest
     from sglang_consumer_gpu.topology import installed_nccl, read_topology
 
@@ -134,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
         desc = load_model(ref, quantization=quant)
     except ModelConfigError as exc:
         raise ValueError(str(exc) if ref in str(exc) else f"{ref}: {exc}") from None
-    print(
-        f"asking SGLang how it would launch {desc.name} on {spec.name} (imports SGLang: a few seconds)...",
-        file=sys.stderr,
+    waiting = (
+        "its answers cached by an earlier run"
+        if known(spec, str(files.model_dir), extra, gpu_bytes)
+        else "importing SGLang: 10-20 s the first time; its answers are cached for the next run"
     )
+    print(f"asking SGLang how it would launch {desc.name} on {spec.name} ({waiting})...", file=sys.stderr)
 
     def evaluate(argv: Sequence[str], d: ModelDescription, other: bool = False) -> Assessment:
         def run_in(model_dir: str) -> Assessment:

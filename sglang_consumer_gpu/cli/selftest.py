@@ -62,17 +62,17 @@ def model_inputs(
     """(MoE layers, extend head dims, notes) of ``--model``; bad input raises ValueError."""
     if not args.model:
         return [], [], []
-    from sglang_consumer_gpu.bench.points import act_dtype, model_moe
+    from sglang_consumer_gpu.families.moe import model_layer
     from sglang_consumer_gpu.models import load_model
     from sglang_consumer_gpu.moe.shape import dtype_label
 
     desc = load_model(args.model)
-    shape, why = model_moe(desc, spec, args.tp, args.ep)
+    shape, why = model_layer(desc, spec, args.tp, args.ep)
     a = desc.attention
     dims = [(a.head_dim, a.v_head_dim)]
     if a.is_mla:
         dims.append(((a.kv_lora_rank or 0) + (a.qk_rope_head_dim or 0), a.kv_lora_rank or 0))
-    layers = [(f"{desc.name} {dtype_label(shape.dtype)}", shape, act_dtype(desc))] if shape else []
+    layers = [(f"{desc.name} {dtype_label(shape.dtype)}", shape, desc.activation_dtype)] if shape else []
     return layers, dims, [why] if why else []
 
 

@@ -82,7 +82,7 @@ def layers(args: argparse.Namespace) -> list[tuple[MoeShape, str]]:
 
         desc = load_model(args.model)
         base = moe_shape(desc, args.tp, args.ep)
-        act = "float16" if str(desc.torch_dtype).lower() in ("float16", "fp16", "half") else "bfloat16"
+        act = desc.activation_dtype
         quant = (None, False)
     else:
         base, act = _explicit_shape(args), "bfloat16"

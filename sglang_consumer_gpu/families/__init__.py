@@ -19,10 +19,8 @@ oracle), ``planner_rows`` (its kernel rows in ``doctor --model``), ``launch_fact
 ``planner_section`` (what it reads from SGLang's resolution of the launch, and its own section
 and findings there, a flag to re-check as each finding's fix), ``selftest_cases`` and
 ``selftest_prepare`` (its ``selftest`` rows, each run carrying its own live check:
-:mod:`.cases`), ``active`` and ``kernel_modules``. ``bench`` times the fused-MoE and
-extend-attention points it builds from the families' answers (``plugin_choice``,
-``sglang_choices``, ``FitCache``, ``model_cases``, ``extend_tiles``); a family without bench
-points needs nothing there.
+:mod:`.cases`), ``bench_points`` (its part of ``bench``: points that give their report rows,
+compile jobs and timing, :mod:`.bench_points`), ``active`` and ``kernel_modules``.
 
 A new family touches (the backends family was the first: ``backends/``, three patch modules,
 ``families/backends.py``):
@@ -34,8 +32,9 @@ A new family touches (the backends family was the first: ``backends/``, three pa
    :class:`~.base.Family`, and one line in :data:`FAMILIES` below.
 
 ``check`` then compiles its ``check_providers``' items (``--only <area>`` too), ``selftest``
-runs its cases, ``doctor --model`` shows its rows and its section and ``doctor`` reports its patches, with no
-edit in ``checks/``, ``selftest/``, ``planner/`` or ``cli/``. ``tests/test_families.py`` checks
+runs its cases, ``bench`` times its points, ``doctor --model`` shows its rows and its section and
+``doctor`` reports its patches, with no edit in ``checks/``, ``selftest/``, ``bench/``, ``planner/``
+or ``cli/``. ``tests/test_families.py`` checks
 that every patch module belongs to exactly one family.
 """
 

@@ -21,17 +21,18 @@ SGLang's own launchers, with the plugin's patches or without them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sglang_consumer_gpu.families.base import Family, Fit, KernelRow, Provider, error_fit, on_gpu
+from sglang_consumer_gpu.families.bench_points import BenchPart, free, record, row_error, status
 from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner, inactive, tile_text
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.measure.attention import ExtendCase, PrefillCase
+from sglang_consumer_gpu.measure.attention import WORKLOADS, AttentionJob, ExtendCase, PrefillCase
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.oracle.core import Resources
-from sglang_consumer_gpu.oracle.item import CheckItem
+from sglang_consumer_gpu.oracle.item import CheckItem, error_text
 from sglang_consumer_gpu.oracle.kernels.attention import AttentionCase, cases, for_spec, launch_resources
 from sglang_consumer_gpu.patches import attention_extend, attention_prefill
 
@@ -305,6 +306,87 @@ def planner_rows(spec: GpuSpec, desc: ModelDescription, launch: Any, *, compile:
     return rows
 
 
+# ------------------------------------------------------------------------------ bench
+
+
+@dataclass(frozen=True)
+class AttentionPoint:
+    """``bench``: one extend launch of the model at one workload, the plugin's tile against SGLang's own."""
+
+    label: str
+    workload: str
+    case: ExtendCase
+    plugin: ExtendTile
+    sglang: ExtendTile
+    sglang_fit: Fit
+
+    @property
+    def same(self) -> bool:
+        return self.plugin == self.sglang
+
+    def row(self, limit: int) -> dict[str, Any]:
+        return {"kernel": self.label, "workload": self.workload, "plugin": {"tile": list(self.plugin), "us": None},
+                "sglang": {"tile": list(self.sglang), "fit": self.sglang_fit.to_dict(),
+                           "status": status(self.same, self.sglang_fit, limit, "same tile"), "us": None},
+                "speedup": 1.0 if self.same else None}  # fmt: skip
+
+    def jobs(self, row: dict[str, Any]) -> list[Any]:
+        tiles = [self.plugin, self.sglang] if row["sglang"]["status"] == "pending" else [self.plugin]
+        return [AttentionJob(self.case, t) for t in tiles]
+
+    def time(self, row: dict[str, Any], timer: Any) -> None:
+        from sglang_consumer_gpu.measure.attention import ExtendRun
+
+        try:
+            run = ExtendRun(self.case)
+            fns = {"plugin": run.run(self.plugin)}
+            if row["sglang"]["status"] == "pending":
+                fns["sglang"] = run.run(self.sglang)
+            record(row, timer.compare(fns, slots=len(run.slots)))
+        except Exception as exc:
+            row["error"] = row_error(exc)
+        finally:
+            free()
+
+
+def bench_points(spec: GpuSpec, desc: ModelDescription, *, tp: int) -> BenchPart:
+    """``bench``'s extend-attention points: each extend launch of the model (:func:`model_cases`:
+    heads per GPU after TP, the latent shape for MLA) at the engine's two workloads
+    (:data:`~sglang_consumer_gpu.measure.attention.WORKLOADS`: prefill-heavy, 4 sequences x
+    2,048 new tokens after 512 cached; decode-heavy, 64 x 8 after 2,048), the tile the plugin's
+    patch chooses and SGLang's own capability-branch tile, SGLang's fit from the oracle."""
+    part = BenchPart("attention")
+    try:
+        part.points = list(_bench_points(spec, desc, tp))
+    except Exception as exc:
+        part.notes.append(f"attention not benched: SGLang's own tiles could not be read ({error_text(exc)})")
+    if not extend_active(spec):
+        part.notes.append(f"the plugin's extend-attention patch does not act on {spec.name}: SGLang's own tiles")
+    return part
+
+
+def _bench_points(spec: GpuSpec, desc: ModelDescription, tp: int) -> list[AttentionPoint]:
+    from sglang_consumer_gpu.models.launch import Launch
+
+    points = []
+    for ac in model_cases(desc, Launch(argv=(), tp=tp)):
+        if ac.launcher != "extend":
+            continue  # decode attention: the plugin keeps SGLang's tiles
+        plugin, sglang = extend_tiles(spec, ac.lq, ac.lv)
+        try:
+            res = launches(spec, ac, patched=False)
+            shared = max(r.shared for r in res)
+            fit = Fit(int(shared), "oracle", shared <= spec.smem_per_block_optin)
+        except Exception as exc:
+            fit = Fit(None, f"error: {error_text(exc)}", None)
+        label = f"extend Lq={ac.lq} Lv={ac.lv} {ac.q_heads}/{ac.kv_heads} heads"
+        for workload, (b, n, p) in WORKLOADS.items():
+            variant = ac.variant if ac.variant in ("causal", "sliding_window") else "causal"
+            case = ExtendCase(ac.lq, ac.lv, ac.q_heads, ac.kv_heads, (n,) * b, (p,) * b, variant)
+            points.append(AttentionPoint(label, workload, case, plugin, sglang, fit))
+    return points
+
+
 @dataclass(frozen=True)
 class AttentionFamily(Family):
     """Triton attention (see the module docstring)."""
@@ -332,6 +414,11 @@ class AttentionFamily(Family):
 
     def selftest_cases(self, spec: GpuSpec, request: Request) -> list[Case]:
         return selftest_cases(spec, request)
+
+    def bench_points(
+        self, spec: GpuSpec, desc: Any, *, tp: int, ep: int, batch_sizes: Sequence[int] | None
+    ) -> BenchPart:
+        return bench_points(spec, desc, tp=tp)
 
 
 FAMILY = AttentionFamily()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -245,3 +245,11 @@ class Family:
     def selftest_prepare(self, runner: Any, cases: Iterable[Any]) -> None:
         """``selftest``, on the GPU before anything runs: what it checks once for all its cases
         (the MoE family asks SGLang's patched lookup for every config it will run)."""
+
+    def bench_points(
+        self, spec: GpuSpec, desc: Any, *, tp: int, ep: int, batch_sizes: Sequence[int] | None
+    ) -> Any:
+        """``bench``: its part (a ``families.bench_points.BenchPart``) for a model (a
+        ``models.ModelDescription``) at ``tp``/``ep`` on ``spec``, its MoE batch sizes given or
+        None for the launch's own; None: it has nothing to bench."""
+        return None

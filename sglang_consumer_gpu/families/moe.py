@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,11 @@ from sglang_consumer_gpu.families.base import (
     on_gpu,
     quiet_sglang,
 )
+from sglang_consumer_gpu.families.bench_points import BenchPart, free, oor_bytes, record, row_error, status
 from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner
 from sglang_consumer_gpu.fp8.route import weight_only_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
-from sglang_consumer_gpu.measure.moe import MoeCase, launch_config
+from sglang_consumer_gpu.measure.moe import MoeCase, MoeJob, launch_config
 from sglang_consumer_gpu.measure.moe import config_key as config_name
 from sglang_consumer_gpu.moe.heuristic import heuristic_config
 from sglang_consumer_gpu.moe.lookup import HEURISTIC_DTYPES, choose, find_configs, nearest
@@ -64,6 +66,7 @@ from sglang_consumer_gpu.moe.shape import STANDARD_BATCH_GRID, MoeShape, dtype_l
 from sglang_consumer_gpu.moe.smem import estimate_shared
 from sglang_consumer_gpu.moe.sources import SOURCES, ConfigKey, config_file_name, directories
 from sglang_consumer_gpu.moe.validate import pair_label, tile_label
+from sglang_consumer_gpu.oracle import answers
 from sglang_consumer_gpu.oracle.item import CheckItem, error_text
 from sglang_consumer_gpu.oracle.kernels.moe import GEMMS, moe_gemm_resources, moe_resources_both, shape_args
 from sglang_consumer_gpu.patches import moe_config
@@ -216,6 +219,21 @@ def sglang_choices(spec: GpuSpec, shape: MoeShape, ms: Iterable[int], *, patched
     """:func:`sglang_choice` for several batch sizes at once."""
     with quiet_sglang(), on_gpu(spec, patched=patched):
         return {M: _asked(shape, M) for M in ms}
+
+
+def sglang_choices_remembered(spec: GpuSpec, shape: MoeShape, ms: Iterable[int]) -> dict[int, Configs]:
+    """:func:`sglang_choices` of SGLang alone, from the answer cache when asked before
+    (:mod:`~sglang_consumer_gpu.oracle.answers`: ``doctor --model`` then skips importing SGLang's
+    fused-MoE modules). SGLang alone reads its bundled files (its version is in the key) and
+    ``SGLANG_MOE_CONFIG_DIR`` (whose files are)."""
+    ms = sorted(set(ms))
+    k = answers.key("moe-sglang-choices", spec=spec.to_dict(), shape=repr(shape), ms=ms,
+                    user_dir=answers.files_of(os.environ.get("SGLANG_MOE_CONFIG_DIR"), "**/*.json"))  # fmt: skip
+    hit = answers.get(k, lambda v: isinstance(v, dict) and set(v) == set(ms))
+    if hit is None:
+        hit = sglang_choices(spec, shape, ms)
+        answers.put(k, hit)
+    return hit
 
 
 def sglang_default(spec: GpuSpec, shape: MoeShape, M: int) -> dict[str, Any]:
@@ -753,7 +771,7 @@ def planner_rows(
     compile per distinct config: shared memory depends on the tile and dtype, not on M)."""
     ms = batch_sizes(launch)
     plugin = {m: plugin_choice(spec, shape, m) for m in ms}
-    sglang = {m: (up, down or up) for m, (up, down) in sglang_choices(spec, shape, ms).items()}
+    sglang = {m: (up, down or up) for m, (up, down) in sglang_choices_remembered(spec, shape, ms).items()}
     todo: dict[Any, None] = {}
     checker = FitCache(spec, shape, compile=compile)
     for m in ms:
@@ -787,6 +805,162 @@ def _worst(a: Fit, b: Fit) -> Fit:
     if b.fits is False:
         return b
     return a if (a.shared or 0) >= (b.shared or 0) else b
+
+
+# ------------------------------------------------------------------------------ bench
+
+
+@dataclass(frozen=True)
+class MoePoint:
+    """``bench``: one batch size of the model's MoE layer, the plugin's configs against SGLang's own."""
+
+    case: MoeCase
+    plugin: MoeChoice
+    sglang_up: dict[str, Any]
+    sglang_down: dict[str, Any] | None
+    plugin_fit: Fit
+    sglang_fit: Fit
+
+    @property
+    def same(self) -> bool:
+        return (self.plugin.up, self.plugin.down or self.plugin.up) == (
+            self.sglang_up,
+            self.sglang_down or self.sglang_up,
+        )
+
+    def row(self, limit: int) -> dict[str, Any]:
+        return {
+            "M": self.case.M,
+            "plugin": {
+                "config": self.plugin.up,
+                "down_config": self.plugin.down,
+                "label": pair_label(self.plugin.up, self.plugin.down),
+                "source": self.plugin.source,
+                "path": self.plugin.path,
+                "fit": self.plugin_fit.to_dict(),
+                "us": None,
+                "check": None,
+            },
+            "sglang": {
+                "config": self.sglang_up,
+                "down_config": self.sglang_down,
+                "label": pair_label(self.sglang_up, self.sglang_down),
+                "fit": self.sglang_fit.to_dict(),
+                "status": status(self.same, self.sglang_fit, limit, "same config"),
+                "us": None,
+            },
+            "speedup": 1.0 if self.same else None,
+        }
+
+    def jobs(self, row: dict[str, Any]) -> list[Any]:
+        wanted = [(self.plugin.up, self.plugin.down)]
+        if row["sglang"]["status"] == "pending":
+            wanted.append((self.sglang_up, self.sglang_down))
+        return [MoeJob.of(self.case, up, down) for up, down in wanted]
+
+    def time(self, row: dict[str, Any], timer: Any) -> None:
+        """Both GEMMs of the layer through SGLang's launchers (activations quantized outside the
+        timed region), the plugin's configs checked against the float32 reference first."""
+        from sglang_consumer_gpu.measure.moe import MoeLayer
+
+        try:
+            layer = MoeLayer(self.case)
+            check = layer.check(self.plugin.up, self.plugin.down)
+            row["plugin"]["check"] = {"ok": check.ok, "error": check.error, "bound": check.bound}
+            fns = {"plugin": layer.gemms(self.plugin.up, self.plugin.down)}
+            if row["sglang"]["status"] == "pending":
+                try:
+                    fns["sglang"] = layer.gemms(self.sglang_up, self.sglang_down)
+                    fns["sglang"](0)
+                except Exception as exc:  # a config the oracle passed that the GPU still refuses
+                    need = oor_bytes(exc)
+                    row["sglang"]["status"] = (
+                        f"failed: OutOfResources, needs {need:,} B (live compile)"
+                        if need
+                        else f"failed: {type(exc).__name__}: {exc}"[:300]
+                    )
+                    fns.pop("sglang")
+            record(row, timer.compare(fns, slots=len(layer.slots)))
+        except Exception as exc:
+            row["error"] = row_error(exc)
+        finally:
+            free()
+
+
+def model_layer(desc: Any, spec: GpuSpec, tp: int, ep: int) -> tuple[MoeShape | None, str | None]:
+    """The MoE layer of a model (a ``models.ModelDescription``) that ``bench`` and ``selftest --model``
+    run, or None and why not (then they run its attention only). A layout the model cannot be
+    split into (``tp``/``ep``) raises ModelConfigError."""
+    from sglang_consumer_gpu.models import moe_shape
+
+    if not desc.is_moe:
+        return None, f"{desc.name} is not a MoE model (no expert count in its config): attention only"
+    q = desc.quantization
+    if q.moe_dtype == "other":
+        return None, f"{desc.name}'s {q.method} experts do not run SGLang's Triton fused MoE: attention only"
+    shape = moe_shape(desc, tp, ep)
+    if shape.dtype not in (None, "fp8_w8a8", "int8_w8a8"):
+        return None, (
+            f"{desc.name}'s experts are {shape.dtype}: they run SGLang's fused_moe_kernel_gptq_awq, "
+            "whose config the plugin does not change: attention only"
+        )
+    why = unsupported(spec, shape)
+    if why:
+        return None, f"{why}: attention only"
+    return shape, None
+
+
+def bench_points(spec: GpuSpec, desc: Any, *, tp: int, ep: int, ms: Sequence[int] | None = None) -> BenchPart:
+    """``bench``'s fused-MoE points: per batch size (default: the sizes SGLang's default launch
+    runs the MoE at, :func:`batch_sizes`: the lookup grid 1 .. 4096 up to the 4,096-token
+    prefill chunk), :func:`plugin_choice` and SGLang's own ``try_get_optimal_moe_config``
+    without the plugin. Whether each fits comes from :class:`FitCache`: the analytic bound where
+    it clearly fits, else the compile-only oracle for the GPU's architecture."""
+    from sglang_consumer_gpu.models.launch import Launch
+
+    shape, why = model_layer(desc, spec, tp, ep)
+    part = BenchPart("moe", notes=[why] if why else [], model={"moe_layer": shape.label if shape else None})
+    if shape is None:
+        return part
+    ms = list(ms) if ms else batch_sizes(Launch(argv=(), tp=tp, ep=ep))
+    try:
+        part.points = list(_bench_points(spec, shape, desc.activation_dtype, ms))
+    except Exception as exc:  # an SGLang whose config lookup answers differently
+        part.notes.append(f"fused MoE not benched: SGLang's own choice could not be read ({error_text(exc)})")
+    if not active(spec):
+        part.notes.append(
+            f"the plugin does not change fused-MoE configs on {spec.name} "
+            f"({spec.smem_per_block_optin:,} B per block): its choice is SGLang's own"
+        )
+    return part
+
+
+def _bench_points(spec: GpuSpec, shape: MoeShape, act: str, ms: Sequence[int]) -> list[MoePoint]:
+    sglang = sglang_choices(spec, shape, ms)
+    cache = FitCache(spec, shape, compile=True)
+    points = []
+    for M in ms:
+        up, down = sglang[M]
+        up = launch_config(up)
+        if down is not None:  # SGLang 0.5.23's rule: the down GEMM shares the up GEMM's routing sort
+            down = dict(launch_config(down), BLOCK_SIZE_M=up["BLOCK_SIZE_M"])
+        if active(spec):
+            pick = plugin_choice(spec, shape, M)
+            plugin = MoeChoice(launch_config(pick.up), launch_config(pick.down) if pick.down else None,
+                               pick.source, pick.path, pick.down_path)  # fmt: skip
+        else:
+            plugin = MoeChoice(up, down, "sglang: plugin inactive here")
+        sfit = cache.fit(up, M, patched=False)
+        if down is not None and down != up:
+            dfit = cache.fit(down, M, patched=False)
+            sfit = (
+                dfit
+                if dfit.fits is False or (sfit.fits is not False and (dfit.shared or 0) > (sfit.shared or 0))
+                else sfit
+            )
+        pfit = cache.fit(plugin.up, M, patched=True)
+        points.append(MoePoint(MoeCase(shape, M, act), plugin, up, down, pfit, sfit))
+    return points
 
 
 @dataclass(frozen=True)
@@ -826,6 +1000,11 @@ class MoeFamily(Family):
 
     def selftest_prepare(self, runner: Runner, cases: Iterable[Case]) -> None:
         selftest_prepare(runner, cases)
+
+    def bench_points(
+        self, spec: GpuSpec, desc: Any, *, tp: int, ep: int, batch_sizes: Sequence[int] | None
+    ) -> BenchPart:
+        return bench_points(spec, desc, tp=tp, ep=ep, ms=batch_sizes)
 
 
 FAMILY = MoeFamily()

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from sglang_consumer_gpu.hardware.spec import GpuSpec, SmResources, residency_padding
 
 #: Host SM versions on which another architecture's Triton code generation was run and checked
-#: (docs/emulation.md): target capabilities each one runs, and what was seen for the others.
-#: mma.sync (sm_80 to sm_89 code) is valid PTX on Hopper; sm_120's code generation was tried there.
+#: against torch (docs/emulation.md, ``scripts/device/emulation_check.py``): the target capabilities
+#: each one runs. On an H100 (Triton 3.6) sm_80 to sm_89 and sm_120 code is ``mma.sync``, valid on
+#: Hopper, and gave torch's results; sm_120's cubins were byte-for-byte the size of sm_89's.
 RUNS_CODE_OF: dict[tuple[int, int], frozenset[tuple[int, int]]] = {
-    (9, 0): frozenset({(8, 0), (8, 6), (8, 7), (8, 9), (9, 0)}),
+    (9, 0): frozenset({(8, 0), (8, 6), (8, 7), (8, 9), (9, 0), (12, 0)}),
 }
 
 

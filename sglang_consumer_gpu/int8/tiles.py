@@ -37,11 +37,6 @@ class Tile:
     num_warps: int = 4
     num_stages: int = 3
 
-    @property
-    def smem_estimate(self) -> int:
-        """Bytes of the pipelined A and B int8 tiles (the oracle has the exact figure)."""
-        return self.num_stages * (self.block_m * self.block_k + self.block_k * self.block_n)
-
     def launch_kwargs(self) -> dict[str, int]:
         return {
             "BLOCK_M": self.block_m,

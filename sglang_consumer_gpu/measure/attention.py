@@ -24,7 +24,7 @@ import importlib
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import TF32_ROUNDOFF, UNIT_ROUNDOFF, Check, judge
@@ -321,9 +321,6 @@ class PrefillCase:
     @property
     def label(self) -> str:
         return f"prefill d={self.head_dim} {self.heads} heads {'causal' if self.causal else 'non-causal'} {self.dtype}"
-
-    def with_dtype(self, dtype: str) -> PrefillCase:
-        return replace(self, dtype=dtype)
 
 
 PrefillTile = tuple[int, int]  # (BLOCK, num_warps): BLOCK_M = BLOCK_N = BLOCK

@@ -43,7 +43,7 @@ import importlib
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sglang_consumer_gpu.measure.common import UNIT_ROUNDOFF, Check, judge, worst
@@ -139,9 +139,6 @@ class MoeCase:
         s = self.shape
         q = "" if self.quant in ("none", "per-tensor") else f",{self.quant}"
         return f"E={s.E},N={s.N},K={s.K},topk={s.topk},{dtype_label(s.dtype)}{q},{self.act_dtype},M={self.M}"
-
-    def with_m(self, M: int) -> MoeCase:
-        return replace(self, M=M)
 
 
 def error_bound(case: MoeCase) -> float:
@@ -601,6 +598,20 @@ class MoeLayer:
 
         return fn
 
+    def up_gemm(self, config: dict[str, Any]) -> Callable[[int], Any]:
+        """``fn(i)``: the up GEMM alone on input set ``i % slots``; returns its output (``c1``).
+        The unit of one kernel launch, for what watches single launches (the safety net)."""
+        cfg = launch_config(config)
+        for i in range(len(self.slots)):
+            self.alignment(i, cfg["BLOCK_SIZE_M"])
+
+        def fn(i: int) -> Any:
+            sl = self.slots[i % len(self.slots)]
+            self._gemm(sl.x, sl.x_scale, True, sl, sl.c1, cfg, sl.aligned[cfg["BLOCK_SIZE_M"]])
+            return sl.c1
+
+        return fn
+
     def layer(
         self, config: dict[str, Any], down_config: dict[str, Any] | None = None
     ) -> Callable[[int], Any]:
@@ -629,18 +640,27 @@ class MoeLayer:
         (``a2``: the down GEMM's actual input)."""
         t, case, s = self.torch, self.case, self.case.shape
         sl = self.slots[slot]
-        x = dequantize(sl.x, sl.x_scale, case)
         inter = dequantize(a2, a2_scale, case)
         ids = sl.topk_ids.long()
-        ref1 = t.empty(case.M, s.topk, 2 * s.N, device=self.device)
         ref2 = t.empty(case.M, s.topk, s.K, device=self.device)
         for e in ids.unique().tolist():
             m, j = (ids == e).nonzero(as_tuple=True)
-            w1 = _expert(self.w1[sl.weights], self.w1_scale[sl.weights], e, case)
             w2 = _expert(self.w2[sl.weights], self.w2_scale[sl.weights], e, case)
-            ref1[m, j] = x[m] @ w1.T
             ref2[m, j] = (inter[m * s.topk + j] @ w2.T) * sl.topk_weights[m, j, None]
-        return ref1.reshape(case.M * s.topk, 2 * s.N), ref2
+        return self.up_reference(slot), ref2
+
+    def up_reference(self, slot: int = 0) -> Any:
+        """float32 output of the up GEMM of input set ``slot`` from the dequantized operands,
+        rows as in ``c1`` (token * topk + k)."""
+        t, case, s = self.torch, self.case, self.case.shape
+        sl = self.slots[slot]
+        x = dequantize(sl.x, sl.x_scale, case)
+        ids = sl.topk_ids.long()
+        ref1 = t.empty(case.M, s.topk, 2 * s.N, device=self.device)
+        for e in ids.unique().tolist():
+            m, j = (ids == e).nonzero(as_tuple=True)
+            ref1[m, j] = x[m] @ _expert(self.w1[sl.weights], self.w1_scale[sl.weights], e, case).T
+        return ref1.reshape(case.M * s.topk, 2 * s.N)
 
     def check(
         self, config: dict[str, Any], down_config: dict[str, Any] | None = None, slot: int = 0

@@ -116,6 +116,13 @@ class ModelDescription:
         return self.moe is not None and bool(self.moe_layers)
 
     @property
+    def activation_dtype(self) -> str:
+        """The dtype the tools run its activations in: float16 for a float16 checkpoint, else bfloat16.
+        (SGLang's ``--dtype auto`` runs a float32 checkpoint, rare for these models, in float16
+        except Gemma's; the tools do not follow that.)"""
+        return "float16" if str(self.torch_dtype).lower() in ("float16", "fp16", "half") else "bfloat16"
+
+    @property
     def dense_layers(self) -> tuple[int, ...]:
         moe = set(self.moe_layers)
         return tuple(i for i in range(self.layers) if i not in moe)

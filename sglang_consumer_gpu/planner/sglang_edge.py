@@ -36,6 +36,7 @@ from typing import Any
 
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.launch import Launch, set_flag
+from sglang_consumer_gpu.oracle import answers
 
 PIPELINE = "sglang.srt.arg_groups.pipeline"
 #: Modules ``run_resolution_pipeline`` imports lazily that must load outside the virtual GPU.
@@ -239,13 +240,52 @@ class _WithPlugin:
         return self.server_args
 
 
+#: The refusals an answer may hold, by class name (the classes above).
+_REFUSALS = ("SglangRejects", "InvalidValue")
+
+
+def _answer_key(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> str | None:
+    return answers.key("sglang-launch", spec=spec.to_dict(), model=answers.files_of(model_dir), argv=list(argv),
+                       gpu_bytes=gpu_bytes)  # fmt: skip
+
+
+def _answer(value: Any) -> bool:
+    """A cached launch answer: a ``Launch``, or (refusal class name, SGLang's message)."""
+    return isinstance(value, Launch) or (
+        isinstance(value, tuple) and len(value) == 2 and value[0] in _REFUSALS and isinstance(value[1], str)
+    )
+
+
+def known(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> bool:
+    """Whether :func:`resolve_launch` answers from the cache (without importing SGLang)."""
+    return answers.get(_answer_key(spec, model_dir, argv, gpu_bytes), _answer) is not None
+
+
 def resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
     """The :class:`Launch` SGLang 0.5.23 resolves for ``argv`` on ``spec``, with each family's facts
     about the resolution: SGLang alone's, or with the plugin's patches where a family asks for that
-    (then that one: what a server with the plugin runs).
+    (then that one: what a server with the plugin runs). Answered from the answer cache
+    (:mod:`~sglang_consumer_gpu.oracle.answers`; its key holds the model directory's JSON files) when
+    the same question was asked before.
 
-    Raises :class:`SglangRejects` with SGLang's message when it refuses them.
+    Raises :class:`SglangRejects` (or :class:`InvalidValue`) with SGLang's message when it refuses them.
     """
+    k = _answer_key(spec, model_dir, argv, gpu_bytes)
+    hit = answers.get(k, _answer)
+    if isinstance(hit, Launch):
+        return hit
+    if hit is not None:
+        raise (SglangRejects if hit[0] == SglangRejects.__name__ else InvalidValue)(hit[1])
+    try:
+        launch = _resolve_launch(spec, model_dir, argv, gpu_bytes)
+    except (SglangRejects, InvalidValue) as exc:
+        answers.put(k, (type(exc).__name__, str(exc)))
+        raise
+    answers.put(k, launch)
+    return launch
+
+
+def _resolve_launch(spec: GpuSpec, model_dir: str, argv: Sequence[str], gpu_bytes: float) -> Launch:
     _preload()
     from sglang.srt.arg_groups.overrides import model_config_of, resolving_view
     from sglang.srt.distributed.utils import get_pp_indices
