@@ -71,7 +71,8 @@ def providers(monkeypatch):
 
 def test_the_registry_holds_one_provider_object_per_area():
     areas = registry.areas()
-    assert areas == ["moe", "attention", "int8", "cutlass-moe", "moe-baseline", "attention-baseline"]
+    assert areas == ["moe", "attention", "int8", "cutlass-moe", "fp8-moe", "moe-baseline", "attention-baseline",
+                     "fp8-moe-baseline"]  # fmt: skip
     assert len(set(areas)) == len(areas)
     assert all(not p.baseline for p in registry.PROVIDERS) and all(
         p.baseline for p in registry.BASELINE_PROVIDERS

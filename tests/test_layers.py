@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "moe": 2,
     "attention": 2,
     "int8": 2,
+    "fp8": 2,  # FP8 fused MoE on GPUs without e4m3: route, tile, the weight-only kernel
     "topology": 2,  # multi-GPU boxes: links, memory balance, NCCL (reads NVML like hardware/)
     "builds": 2,  # reads the installed binaries; judges them for a GpuSpec
     "backends": 2,  # which SGLang backends have kernels for a GPU (kernel-library facts on GpuSpec)
@@ -52,7 +53,7 @@ LAYERS: dict[str, int] = {
 }
 #: The tools: each answers from the families and the layers below, never from another tool.
 TOOLS = ("checks", "tune", "selftest", "bench", "planner")
-DECISIONS = ("hardware", "moe", "attention", "int8", "topology", "backends")
+DECISIONS = ("hardware", "moe", "attention", "int8", "fp8", "topology", "backends")
 ABOVE_DECISIONS = ("patching", "patches", "oracle", "measure", "families", *TOOLS, "cli")
 
 #: Arrows known to run up, each with who removes it; the test fails once one is gone, so it leaves this list too.

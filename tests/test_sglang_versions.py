@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Releases a patch has no seam in, and why (the README's covered-release table says the same).
 NO_SEAM = {
     "attention-extend-blocks": "<0.5.4",  # tiles are locals of extend_attention_fwd before 0.5.4
+    "fp8-weight-only-moe": "<0.5.16",  # the launcher lived in other modules, with other parameters
     # the arg_groups resolution pipeline (per-model providers, post-process passes) begins in
     # 0.5.15, before which these choices are inline in ServerArgs; the MXFP4 Marlin paths, and
     # their gates, begin in 0.5.12 (gpt-oss's method) and 0.5.14 (MXFP4 experts of FP8 checkpoints)

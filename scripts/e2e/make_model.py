@@ -22,6 +22,15 @@ logprob comparison needs. A word-level tokenizer over the same vocabulary
 manager, the OpenAI-compatible endpoints and bench_serving run; requests can
 still carry token ids.
 
+``--fp8 block`` writes the checkpoint as Qwen/Qwen3-30B-A3B-FP8 is published: the attention
+projections and every expert's gate/up/down projections as ``float8_e4m3fn`` with a float32
+``weight_scale_inv`` per 128x128 block (weight = e4m3 value x scale), everything else bf16, and a
+``quantization_config`` (``quant_method: fp8``, dynamic activations, ``weight_block_size``
+[128, 128], the norms, routers and LM head in ``modules_to_not_convert``). Each block's scale is
+the power of two at or above amax / 448, so every dequantized weight is exactly a bf16 value:
+``--twin DIR`` writes that bf16 checkpoint too (no ``quantization_config``), the reference whose
+logprobs the FP8 model's are compared with (scripts/device/fp8_moe_check.py).
+
 Idempotent: an existing output with the same parameters (``make_model.json``)
 is kept. Usage: ``PYTHONPATH=$PWD:$PYTHONPATH python scripts/e2e/make_model.py --out /tmp/qwen3moe-e2e``
 """
@@ -36,6 +45,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def config_dict(args: argparse.Namespace) -> dict:
@@ -111,6 +121,51 @@ def make_weights(args: argparse.Namespace, device: str) -> dict:
     return w
 
 
+FP8_BLOCK = 128
+E4M3_MAX = 448.0
+#: Weights a block-FP8 Qwen3-MoE checkpoint stores as e4m3 (suffixes of their names).
+FP8_WEIGHTS = tuple(f"self_attn.{p}_proj.weight" for p in "qkvo") + tuple(f"{p}_proj.weight" for p in ("gate", "up", "down"))
+
+
+def is_fp8_weight(name: str) -> bool:
+    return name.endswith(FP8_WEIGHTS[:4]) or (".mlp.experts." in name and name.endswith(FP8_WEIGHTS[4:]))
+
+
+def to_fp8_block(w: Any) -> tuple[Any, Any, Any]:
+    """(e4m3 codes, float32 scale per 128x128 block, the dequantized bf16 weight): scales are powers
+    of two, so ``codes * scale`` is exact in bf16."""
+    import torch
+
+    n, k = w.shape
+    b = FP8_BLOCK
+    padded = torch.nn.functional.pad(w.float().abs(), (0, (-k) % b, 0, (-n) % b))
+    amax = padded.reshape(padded.shape[0] // b, b, padded.shape[1] // b, b).amax(dim=(1, 3))
+    scale = torch.exp2(torch.ceil(torch.log2(amax.clamp_min(1e-12) / E4M3_MAX)))
+    full = scale.repeat_interleave(b, 0)[:n].repeat_interleave(b, 1)[:, :k]
+    codes = (w.float() / full).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return codes, scale.float(), (codes.float() * full).to(torch.bfloat16)
+
+
+def quantization_config(layers: int) -> dict:
+    keep = ["lm_head"]
+    for i in range(layers):
+        keep += [f"model.layers.{i}.{m}" for m in ("input_layernorm", "mlp.gate", "post_attention_layernorm")]
+    return {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [FP8_BLOCK, FP8_BLOCK],
+            "modules_to_not_convert": keep}  # fmt: skip
+
+
+def fp8_checkpoints(weights: dict) -> tuple[dict, dict]:
+    """(the block-FP8 checkpoint's tensors, its dequantized bf16 twin's)."""
+    fp8, twin = {}, {}
+    for name, w in weights.items():
+        if is_fp8_weight(name):
+            codes, scale, exact = to_fp8_block(w)
+            fp8[name], fp8[name + "_scale_inv"], twin[name] = codes, scale, exact
+        else:
+            fp8[name] = twin[name] = w
+    return fp8, twin
+
+
 def write_tokenizer(out: Path, vocab_size: int) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -150,34 +205,49 @@ def main() -> int:
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--device", default=None, help="where to draw the weights (default: cuda if available)")
+    ap.add_argument("--fp8", choices=("none", "block"), default="none", help="block: a block-FP8 checkpoint (above)")
+    ap.add_argument("--twin", type=Path, help="with --fp8: also write its dequantized bf16 twin here")
     args = ap.parse_args()
+    if args.twin and args.fp8 == "none":
+        ap.error("--twin needs --fp8 block")
 
     import torch
     from safetensors.torch import save_file
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "device")}
-    stamp = args.out / "make_model.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("params") == params:
-        print(json.dumps({"out": str(args.out), "reused": True}))
+    outs = [args.out, *([args.twin] if args.twin else [])]
+    if all(
+        (o / "make_model.json").is_file() and json.loads((o / "make_model.json").read_text()).get("params") == params
+        for o in outs
+    ):
+        print(json.dumps({"out": [str(o) for o in outs], "reused": True}))
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
-    tmp = args.out.with_name(args.out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     weights = make_weights(args, device)
-    nbytes = sum(t.numel() * t.element_size() for t in weights.values())
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "config.json").write_text(json.dumps(config_dict(args), indent=1))
-    write_tokenizer(tmp, args.vocab)
-    seconds = round(time.time() - t0, 1)
-    (tmp / "make_model.json").write_text(
-        json.dumps({"params": params, "bytes": nbytes, "device": device, "seconds": seconds}, indent=1)
-    )
-    shutil.rmtree(args.out, ignore_errors=True)
-    os.replace(tmp, args.out)
-    print(json.dumps({"out": str(args.out), "reused": False, "bytes": nbytes, "tensors": len(weights),
-                      "device": device, "seconds": seconds}))
+    checkpoints = [(args.out, weights, config_dict(args))]
+    if args.fp8 == "block":
+        fp8, twin = fp8_checkpoints(weights)
+        checkpoints = [(args.out, fp8, {**config_dict(args), "quantization_config": quantization_config(args.layers)})]
+        if args.twin:
+            checkpoints.append((args.twin, twin, config_dict(args)))
+    report = []
+    for out, tensors, config in checkpoints:
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        write_tokenizer(tmp, args.vocab)
+        seconds = round(time.time() - t0, 1)
+        (tmp / "make_model.json").write_text(
+            json.dumps({"params": params, "bytes": nbytes, "device": device, "seconds": seconds}, indent=1)
+        )
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        report.append({"out": str(out), "bytes": nbytes, "tensors": len(tensors)})
+    print(json.dumps({"out": report, "reused": False, "device": device, "seconds": round(time.time() - t0, 1)}))
     return 0
 
 

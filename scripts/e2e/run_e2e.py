@@ -17,7 +17,8 @@ Stages (``--stages``, comma-separated, default all, in this order):
 ``plugin``        emulated, plugin on, same command: starts, captures CUDA graphs, serves the fixed prompt
                   set (native ``/generate``, token ids in, logprobs out; one OpenAI ``/v1/completions``
                   with token ids), plugin log lines
-``reference``     no emulation, plugin off: the same prompts
+``reference``     no emulation, plugin off: the same prompts (on ``--reference-model`` when given: the
+                  bf16 twin of an FP8 checkpoint, make_model.py ``--twin``)
 ``compare``       plugin vs reference logprobs against the bf16 bound (see ``logprob_bound``)
 ``bench``         ``sglang.bench_one_batch`` (prefill and decode, batch 1/8/32/64), emulated, tuned file
                   hidden (``SGLANG_MOE_CONFIG_DIR`` = an empty config tree): plugin on vs SGLang alone,
@@ -433,6 +434,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/e2e")))
     ap.add_argument("--work", type=Path, default=Path("/tmp/e2e_work"), help="logs and responses kept between calls")
     ap.add_argument("--model", type=Path, default=Path("/tmp/qwen3moe-e2e"))
+    ap.add_argument("--reference-model", type=Path, help="the reference stage's model (default: --model)")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--smem", type=int, default=101_376, help="the limit-only emulation's cap (without --emulate-gpu)")
     ap.add_argument("--emulate-gpu", help='a catalog GPU to emulate arch-faithfully, e.g. "NVIDIA GeForce RTX 4090"')
@@ -473,7 +475,8 @@ def main() -> int:
     if "plugin" in stages:
         run.stage("plugin", server_stage(run, "plugin", model, env_for(cap, plugin=True), args, args.work))
     if "reference" in stages:
-        run.stage("reference", server_stage(run, "reference", model, env_for(None, plugin=False), args, args.work))
+        reference = args.reference_model or model
+        run.stage("reference", server_stage(run, "reference", reference, env_for(None, plugin=False), args, args.work))
     if "compare" in stages:
         files = {n: args.work / f"{n}_responses.json" for n in ("plugin", "reference")}
         bound = logprob_bound(args.layers)

@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         from sglang_consumer_gpu.planner.constraints import fp8_moe_before_sm89
 
         raise ValueError(
-            fp8_moe_before_sm89(spec) + "; on this GPU use the 16-bit or a 4-bit AWQ/GPTQ checkpoint"
+            fp8_moe_before_sm89(spec) + ": moe-config answers for SGLang's kernels; the weight-only kernel's "
+            "tiles are in doctor --model and check --only fp8-moe"
+            if spec.is_ampere_or_newer
+            else fp8_moe_before_sm89(spec) + "; on this GPU use the 16-bit or a 4-bit AWQ/GPTQ checkpoint"
         )
     rows = []
     worst_fail = False

@@ -152,7 +152,7 @@ def check_gpus(live: Any, target: Any, shapes: list[tuple[MoeShape, str]], fit_f
 
         for gpu in dict.fromkeys([target, live]):
             if not gpu.supports_fp8_e4m3:
-                raise ValueError(fp8_moe_before_sm89(gpu) + "; tune bf16 or an int8_w8a8 checkpoint instead")
+                raise ValueError(fp8_moe_before_sm89(gpu) + "; tune-moe times SGLang's kernels only: tune bf16 or int8_w8a8")
 
 
 def writable(out_dir: Path) -> Path:

@@ -3,7 +3,8 @@
 A family is one kind of kernel the plugin chooses for -- fused MoE (:mod:`.moe`), Triton
 attention (:mod:`.attention`), the int8 scaled GEMM (:mod:`.int8`), block-FP8 MoE under
 ``--moe-runner-backend cutlass`` on sm_120 (:mod:`.cutlass_moe`), SGLang's backend choices
-(:mod:`.backends`) -- or guards (the safety net, :mod:`.safety_net`). Its module owns, for
+(:mod:`.backends`), FP8 experts on GPUs without e4m3 (:mod:`.fp8`) -- or guards (the safety net,
+:mod:`.safety_net`). Its module owns, for
 every tool: what SGLang runs with the plugin and without it (``plugin_choice`` /
 ``sglang_choice``, or the family's tile functions), its reference shapes, whether its patches
 act on a GPU, and its ``check`` areas, behind the :class:`~.base.Family` protocol. ``check``, ``selftest``, ``bench`` and ``doctor --model``
@@ -41,12 +42,18 @@ that every patch module belongs to exactly one family.
 
 from __future__ import annotations
 
-from sglang_consumer_gpu.families import attention, backends, cutlass_moe, int8, moe, safety_net
+from sglang_consumer_gpu.families import attention, backends, cutlass_moe, fp8, int8, moe, safety_net
 from sglang_consumer_gpu.families.base import Family, Provider, on_gpu
 
 #: Every family, in the order the tools report them.
 FAMILIES: tuple[Family, ...] = (
-    moe.FAMILY, attention.FAMILY, int8.FAMILY, cutlass_moe.FAMILY, backends.FAMILY, safety_net.FAMILY
+    moe.FAMILY,
+    attention.FAMILY,
+    int8.FAMILY,
+    cutlass_moe.FAMILY,
+    backends.FAMILY,
+    safety_net.FAMILY,
+    fp8.FAMILY,
 )
 
 __all__ = ["FAMILIES", "Family", "Provider", "on_gpu"]

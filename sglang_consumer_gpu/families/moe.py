@@ -28,7 +28,10 @@ Each item compiles one GEMM (``up``: w13, ``down``: w2) through SGLang's own lau
 (:mod:`sglang_consumer_gpu.oracle.kernels.moe`); when that dry run raises, the item FAILs with
 the reason. Files and heuristic add only tiles not listed yet, unless ``--full``: shared memory
 follows the dtype, quantization, GEMM, tile and whether the reduction divides by BLOCK_SIZE_K,
-not E or M. On a GPU without fp8 e4m3 each fp8_w8a8 shape is one SKIP row that says why.
+not E or M. fp8_w8a8 layers on sm_80-sm_88 (no e4m3, so SGLang's kernel cannot compile them) are
+the fp8 family's (:mod:`.fp8`: the plugin's weight-only kernel runs them): this family leaves them
+out of its check areas, selftest and ``doctor --model`` rows there; below sm_80 each fp8_w8a8 shape
+is one SKIP row that says why.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from sglang_consumer_gpu.families.base import (
 )
 from sglang_consumer_gpu.families.bench_points import BenchPart, free, oor_bytes, record, row_error, status
 from sglang_consumer_gpu.families.cases import FAIL, Case, Request, Result, Runner
+from sglang_consumer_gpu.fp8.route import weight_only_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.measure.moe import MoeCase, MoeJob, launch_config
 from sglang_consumer_gpu.measure.moe import config_key as config_name
@@ -279,14 +283,23 @@ def sweep_points(spec: GpuSpec, shape: MoeShape, grid: Iterable[int]) -> list[di
 
 
 def unsupported(spec: GpuSpec, shape: MoeShape) -> str | None:
-    """Why ``spec`` cannot run this layer with any config, or None."""
+    """Why SGLang's kernel cannot run this layer on ``spec`` with any config, or None."""
     if shape.dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
+        instead = (
+            "the plugin runs fp8 experts through its weight-only FP8 kernel instead (area fp8-moe)"
+            if weight_only_gpu(spec)
+            else "use a bf16, int8 or AWQ checkpoint"
+        )
         return (
             f"{spec.arch_name} has no fp8 e4m3: SGLang's fp8 fused-MoE Triton kernel does not compile here "
-            "('type fp8e4nv not supported in this architecture') whatever the config, with or without the "
-            "plugin; use a bf16, int8 or AWQ checkpoint"
+            f"('type fp8e4nv not supported in this architecture') whatever the config; {instead}"
         )
     return None
+
+
+def handed_over(spec: GpuSpec, shape: MoeShape) -> bool:
+    """Is this layer the fp8 family's on ``spec`` (fp8 weights on a GPU without e4m3, sm_80-sm_88)?"""
+    return shape.dtype == "fp8_w8a8" and weight_only_gpu(spec)
 
 
 # ------------------------------------------------------------------------------ config files
@@ -412,6 +425,8 @@ class MoeProvider:
     ) -> Iterator[CheckItem]:
         runnable = []
         for named in shapes:
+            if handed_over(spec, named.shape):
+                continue
             reason = unsupported(spec, named.shape)
             if reason:
                 yield CheckItem(kernel="fused_moe_kernel", config=named.label(), skip=reason)
@@ -425,6 +440,8 @@ class MoeProvider:
             if not found.configs:
                 continue
             shape = file_shape(key)
+            if handed_over(spec, shape):
+                continue
             origin = f"{found.source} file {shape.label}"
             reason = unsupported(spec, shape)
             if reason:
@@ -542,6 +559,8 @@ def selftest_cases(spec: GpuSpec, request: Request) -> list[Case]:
     seen: set[tuple[Any, ...]] = set()
     unsupported_dtypes: set[str] = set()
     for name, shape, act, layer_ms in layers:
+        if handed_over(spec, shape):
+            continue
         why = unsupported(spec, shape) or _engine_problem(shape)
         if why:
             if shape.dtype not in unsupported_dtypes:  # one row per dtype
@@ -687,7 +706,8 @@ def batch_sizes(launch: Any) -> list[int]:
     return sorted(s for s in sizes if s > 0)
 
 
-def _ranges(ms: list[int], key: Callable[[int], Any]) -> list[tuple[int, int, Any]]:
+def batch_ranges(ms: list[int], key: Callable[[int], Any]) -> list[tuple[int, int, Any]]:
+    """Runs of consecutive batch sizes with the same ``key``: (first, last, key) each."""
     out: list[tuple[int, int, Any]] = []
     for m in ms:
         k = key(m)
@@ -781,7 +801,7 @@ def planner_rows(
     def key(m: int) -> Any:
         return (_freeze(plugin[m].up), plugin[m].source, _freeze(sglang[m][0]), _freeze(sglang[m][1]))
 
-    for lo, hi, _ in _ranges(ms, key):
+    for lo, hi, _ in batch_ranges(ms, key):
         c = plugin[lo]
         up, down = sglang[lo]
         batches = f"M={lo}" if lo == hi else f"M={lo}-{hi}"
@@ -986,6 +1006,8 @@ class MoeFamily(Family):
             shape = moe_shape(desc, launch.tp, launch.ep)
         except ModelConfigError as exc:
             return [], [f"fused MoE not checked: {exc}"]
+        if handed_over(spec, shape):
+            return [], []
         rows = planner_rows(spec, shape, launch, compile=compile, progress=progress)
         return rows, [line for line in (variant_note(spec, shape),) if line]
 

@@ -10,7 +10,8 @@ Multimodal wrappers are read through their ``text_config``.
 
 Quantization: ``fp8`` (block or per-tensor), ``w8a8_fp8``, ``w8a8_int8``,
 ``blockwise_int8``, ``compressed-tensors`` (int8/fp8 W8A8, int4/int8
-weight-only), ``awq``/``gptq`` (and their ``_marlin`` spellings), ``mxfp4``.
+weight-only), ``awq``/``gptq`` (and their ``_marlin`` spellings), ``mxfp4``, ModelOpt FP8
+(``quant_method: modelopt``, ``quant_algo: FP8``; the planner calls it ``modelopt_fp8`` as SGLang does).
 Anything else raises :class:`QuantizationNotUnderstood` naming the field.
 """
 
@@ -53,11 +54,13 @@ _KNOWN_FIELDS: dict[str, set[str]] = {
              "true_sequential", "lm_head", "model_name_or_path", "model_file_base_name", "checkpoint_format",
              "dynamic", "modules_in_block_to_quantize", "pack_dtype", "meta", "format"},
     "mxfp4": {"quant_method", "modules_to_not_convert"},
+    "modelopt": {"quant_method", "quant_algo", "kv_cache_quant_algo", "kv_cache_scheme", "ignore",
+                 "exclude_modules", "producer"},
     "compressed-tensors": {"quant_method", "config_groups", "format", "ignore", "kv_cache_scheme",
                            "quantization_status", "global_compression_ratio", "sparsity_config",
                            "version", "transform_config"},
 }  # fmt: skip
-_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq", "int8": "w8a8_int8"}
+_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq", "int8": "w8a8_int8", "modelopt_fp8": "modelopt"}
 
 
 def _int(cfg: dict[str, Any], *keys: str, section: str = "") -> int | None:
@@ -157,7 +160,7 @@ def _moe(cfg: dict[str, Any], layers: int) -> tuple[Moe | None, tuple[int, ...]]
 
 def _unquantized(q: dict[str, Any]) -> tuple[str, ...]:
     out: list[str] = []
-    for key in ("ignored_layers", "modules_to_not_convert", "ignore"):
+    for key in ("ignored_layers", "modules_to_not_convert", "ignore", "exclude_modules"):
         v = q.get(key)
         if isinstance(v, list):
             out.extend(str(x) for x in v)
@@ -260,6 +263,11 @@ def parse_quantization(q: dict[str, Any] | None, *, source: str = "config.json")
             raise QuantizationNotUnderstood("group_size", group, "expected a positive integer or -1")
         dtype = "int4_w4a16" if bits == 4 else "int8_w8a16"
         out = Quantization(method, bits, None, group == -1, None if group == -1 else group, None, dtype, unq)
+    elif method == "modelopt":  # SGLang's modelopt_fp8 (ModelOptFp8Config): per-tensor weight and input scales
+        algo = q.get("quant_algo", "FP8" if raw == "modelopt_fp8" else None)
+        if algo != "FP8":
+            raise QuantizationNotUnderstood("quant_algo", algo, "the planner knows ModelOpt FP8 only")
+        out = Quantization("modelopt_fp8", 8, None, False, None, "static", "fp8_w8a8", unq)
     else:  # mxfp4: 4-bit experts with one 8-bit scale per 32 values; experts run outside fused_moe_kernel
         out = Quantization("mxfp4", 4 + 8 / 32, None, False, 32, None, "other", unq)
     from dataclasses import replace

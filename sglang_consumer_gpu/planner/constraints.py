@@ -7,20 +7,24 @@ quotes its message where SGLang has one, so the user recognises it.
 from __future__ import annotations
 
 from sglang_consumer_gpu.families.base import FAIL, INFO, RISK, Finding
+from sglang_consumer_gpu.fp8.linear import MARLIN, REFUSED, linear_path
+from sglang_consumer_gpu.fp8.route import weight_only_gpu
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.models.description import ModelDescription
 from sglang_consumer_gpu.models.launch import Launch
 
 
 def fp8_moe_before_sm89(spec: GpuSpec) -> str:
-    """What SGLang 0.5.23 does with fp8 experts on an Ampere (sm_80-sm_88) GPU."""
-    return (
-        f"{spec.name} ({spec.arch_name}) cannot run fp8_w8a8 fused MoE: Triton has no fp8 e4m3 before sm_89 "
-        '("type fp8e4nv not supported in this architecture"), and SGLang 0.5.23 runs fp8 experts only through '
-        "that kernel (Fp8MoEMethod's Triton runner, use_fp8_w8a8=True; its Marlin w8a16 fallback covers fp8 "
-        "linear layers on sm_80-sm_88, not experts), so launch_server fails at the first MoE forward "
-        "(CUDA-graph capture)"
+    """What SGLang 0.5.23 alone does with fp8 experts on a GPU without e4m3, and what the plugin does."""
+    alone = (
+        f"{spec.name} ({spec.arch_name}) cannot run SGLang's fp8_w8a8 fused MoE: Triton has no fp8 e4m3 before "
+        'sm_89 ("type fp8e4nv not supported in this architecture"), and SGLang 0.5.23 runs fp8 experts only '
+        "through that kernel (Fp8MoEMethod's Triton runner, use_fp8_w8a8=True), so SGLang alone fails at the "
+        "first MoE forward (CUDA-graph capture)"
     )
+    if weight_only_gpu(spec):
+        return f"{alone}; the plugin runs fp8 experts through its weight-only FP8 kernel instead"
+    return alone
 
 
 def _layout(desc: ModelDescription, launch: Launch) -> list[Finding]:
@@ -173,25 +177,13 @@ def _architecture(spec: GpuSpec, desc: ModelDescription, launch: Launch) -> list
     out: list[Finding] = []
     q = desc.quantization
     cap = spec.capability
-    if q.method in ("fp8", "w8a8_fp8") and cap < (8, 0):
-        out.append(
-            Finding(
-                FAIL,
-                "architecture",
-                f"SGLang refuses fp8 below sm_80 (Fp8Config.get_min_capability() = 80; this is {spec.arch_name})",
-            )
-        )
-    elif q.moe_dtype == "fp8_w8a8" and not spec.supports_fp8_e4m3:
-        if desc.is_moe:
-            out.append(Finding(FAIL, "architecture", fp8_moe_before_sm89(spec)))
-        else:
-            out.append(
-                Finding(
-                    INFO,
-                    "architecture",
-                    f"fp8 linear layers run as Marlin w8a16 on {spec.arch_name} (weights fp8, math bf16)",
-                )
-            )
+    if q.moe_dtype == "fp8_w8a8":
+        linear = linear_path(spec, q.method)
+        if linear.kind in (REFUSED, MARLIN):
+            out.append(Finding(FAIL if linear.kind == REFUSED else INFO, "architecture", linear.why))
+        if linear.kind == MARLIN and desc.is_moe:
+            # The fp8 family's kernel rows carry the experts' verdict: a FAIL where its route cannot act.
+            out.append(Finding(INFO, "architecture", f"{fp8_moe_before_sm89(spec)} (the 'fp8 weight-only' kernel rows)"))
     kv = launch.kv_cache_dtype
     if kv in ("fp8_e4m3", "fp8") and not spec.supports_fp8_e4m3:
         out.append(
