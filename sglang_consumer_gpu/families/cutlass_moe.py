@@ -98,7 +98,7 @@ def outside_a_server(case: Any, device: str, paths: dict[str, str]) -> Iterator[
     import torch
 
     from sglang_consumer_gpu.measure.moe import align, kernels, resolve_quantizer, sglang_quantizer_name
-    from sglang_consumer_gpu.oracle.virtual import _default_exec
+    from sglang_consumer_gpu.oracle.virtual import default_exec
 
     fused = importlib.import_module(cutlass_moe_fp8.TRITON.module)
     saved: dict[tuple[Any, str], Any] = {}
@@ -109,7 +109,7 @@ def outside_a_server(case: Any, device: str, paths: dict[str, str]) -> Iterator[
 
     stack = contextlib.ExitStack()
     default = SimpleNamespace(
-        deterministic=_default_exec().deterministic,
+        deterministic=default_exec().deterministic,
         moe=SimpleNamespace(enable_fused_moe_sum_all_reduce=False),
     )
     for name in (cutlass_moe_fp8.TRITON.module, moe_config.MODULE):
@@ -202,9 +202,9 @@ def check_routed(
     from sglang_consumer_gpu.measure.common import UNIT_ROUNDOFF, judge, row_relative_error
     from sglang_consumer_gpu.measure.moe import (
         MoeCase,
-        _dequantize_weight,
-        _quantize_weight,
         dequantize,
+        dequantize_weight,
+        quantize_weight,
         torch_quantize,
     )
     from sglang_consumer_gpu.patching import registry
@@ -216,8 +216,8 @@ def check_routed(
     def randn(*shape: int) -> Any:
         return torch.randn(*shape, generator=g, device=device)
 
-    w13_q, w13_s = _quantize_weight(randn(E, 2 * N, K) / math.sqrt(K), case)
-    w2_q, w2_s = _quantize_weight(randn(E, K, N) / math.sqrt(N), case)
+    w13_q, w13_s = quantize_weight(randn(E, 2 * N, K) / math.sqrt(K), case)
+    w2_q, w2_s = quantize_weight(randn(E, K, N) / math.sqrt(N), case)
     x = randn(M, K).to(dt)
     weights, ids = torch.topk(randn(M, E).softmax(-1), topk)
     ids = ids.to(torch.int32)
@@ -236,8 +236,8 @@ def check_routed(
         result = fn(x, w13_q.transpose(1, 2), w2_q.transpose(1, 2), w13_s.transpose(1, 2), w2_s.transpose(1, 2),
                     weights, ids, *buffers, **kwargs)  # fmt: skip
 
-    w13 = _dequantize_weight(w13_q, w13_s, case)
-    w2 = _dequantize_weight(w2_q, w2_s, case)
+    w13 = dequantize_weight(w13_q, w13_s, case)
+    w2 = dequantize_weight(w2_q, w2_s, case)
 
     def through_fp8(t: Any) -> Any:
         rounded = t.to(dt)  # SGLang stores activations and the intermediate in the activation dtype

@@ -420,7 +420,7 @@ def silu_and_mul(x: Any) -> tuple[Any, str]:
     return torch.nn.functional.silu(x[..., :d]) * x[..., d:], f"torch (SGLang's non-CUDA fallback; {why})"
 
 
-def _quantize_weight(w: Any, case: MoeCase) -> tuple[Any, Any]:
+def quantize_weight(w: Any, case: MoeCase) -> tuple[Any, Any]:
     """Weights [E, n_out, k_in] -> (quantized, scale) as SGLang's quant methods store them:
     fp8 per-tensor [E]; per-channel [E, n_out, 1]; block [E, ceil(n/bn), ceil(k/bk)]."""
     dtype, quant = case.shape.dtype, case.quant
@@ -437,7 +437,8 @@ def _quantize_weight(w: Any, case: MoeCase) -> tuple[Any, Any]:
     return q, scale
 
 
-def _dequantize_weight(q: Any, scale: Any, case: MoeCase) -> Any:
+def dequantize_weight(q: Any, scale: Any, case: MoeCase) -> Any:
+    """:func:`quantize_weight`'s inverse in float32: the weights the float32 references multiply."""
     if scale is None:
         return q.float()
     if case.quant == "per-tensor":
@@ -527,7 +528,7 @@ class MoeLayer:
         w = self._randn(n_exp, n_out, k_in) / math.sqrt(k_in)
         if self.case.shape.dtype is None:
             return w, None
-        return _quantize_weight(w, self.case)
+        return quantize_weight(w, self.case)
 
     def _act_in(self, a: Any) -> tuple[Any, Any]:
         if self.case.shape.dtype is None:
@@ -690,7 +691,7 @@ class MoeLayer:
 
 def _expert(w: Any, scale: Any, e: int, case: MoeCase) -> Any:
     """float32 weights of expert ``e``."""
-    return _dequantize_weight(w[e : e + 1], None if scale is None else scale[e : e + 1], case)[0]
+    return dequantize_weight(w[e : e + 1], None if scale is None else scale[e : e + 1], case)[0]
 
 
 # ------------------------------------------------------------------------------ compile jobs

@@ -239,7 +239,7 @@ EXEC_READERS: tuple[str, ...] = (moe_config.MODULE,)
 EXEC_FIELDS = Seam(">=0.5.20", "sglang.srt.arg_groups.fields.exec_", "ExecDeterministic")
 
 
-def _default_exec() -> Any:
+def default_exec() -> Any:
     """SGLang's default ``exec`` config, built from its own field declarations
     (``ExecDeterministic()`` etc.), for code run outside a server, where
     ``get_exec()`` raises "config namespace 'exec' not published"."""
@@ -261,7 +261,7 @@ def _exec_fallbacks(saved: list[tuple[Any, str, Any]]) -> None:
         try:
             get_exec()
         except ValueError:  # not published: no server in this process
-            default = _default_exec()
+            default = default_exec()
             _set_attrs(mod, {"get_exec": lambda default=default: default}, saved)
 
 
