@@ -69,3 +69,17 @@ def plugin_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     (wheel,) = out.glob("sglang_consumer_gpu-*.whl")
     return wheel
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An empty directory of the user's tuned fused-MoE configs (no ``SGLANG_MOE_CONFIG_DIR``), with
+    the lookup's cache cleared around the test: the config-lookup tests write their files there."""
+    from sglang_consumer_gpu.moe import lookup
+
+    monkeypatch.setenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR", str(tmp_path / "user"))
+    monkeypatch.delenv("SGLANG_MOE_CONFIG_DIR", raising=False)
+    (tmp_path / "user").mkdir()
+    lookup.clear_cache()
+    yield tmp_path / "user"
+    lookup.clear_cache()

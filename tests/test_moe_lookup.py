@@ -18,14 +18,8 @@ L40S = find_gpu("NVIDIA L40S")
 SHAPE = MoeShape(128, 768, 2048, 8, "fp8_w8a8")  # no bundled or SGLang file for the 4090
 
 
-@pytest.fixture(autouse=True)
-def user_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR", str(tmp_path / "user"))
-    monkeypatch.delenv("SGLANG_MOE_CONFIG_DIR", raising=False)
-    (tmp_path / "user").mkdir()
-    lookup.clear_cache()
-    yield tmp_path / "user"
-    lookup.clear_cache()
+#: Every test starts with an empty tuned-config directory of the user's and no SGLANG_MOE_CONFIG_DIR.
+pytestmark = pytest.mark.usefixtures("user_dir")
 
 
 def _name(shape=SHAPE, spec=RTX_4090):

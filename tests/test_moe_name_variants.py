@@ -31,14 +31,8 @@ R1_INT8 = MoeShape(256, 64, 7168, 8, "int8_w8a8", per_channel_quant=True)
 BUNDLED_R1 = "E=256,N=64,device_name=NVIDIA_L40S,dtype=int8_w8a8.json"
 
 
-@pytest.fixture(autouse=True)
-def user_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SGLANG_CONSUMER_GPU_MOE_CONFIG_DIR", str(tmp_path / "user"))
-    monkeypatch.delenv("SGLANG_MOE_CONFIG_DIR", raising=False)
-    (tmp_path / "user").mkdir()
-    lookup.clear_cache()
-    yield tmp_path / "user"
-    lookup.clear_cache()
+#: Every test starts with an empty tuned-config directory of the user's and no SGLANG_MOE_CONFIG_DIR.
+pytestmark = pytest.mark.usefixtures("user_dir")
 
 
 def test_the_seeds_l40s_file_serves_the_name_sglang_asks_for(caplog) -> None:
