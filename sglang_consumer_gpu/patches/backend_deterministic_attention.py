@@ -34,13 +34,11 @@ from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patches.backend_model_attention import MODULE
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.log import log_once
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
 ATTR = "_deterministic_attention_backend"
-
-_logged: set[str] = set()
-
 
 def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any]:
     def _deterministic_attention_backend(view: Any) -> Any:
@@ -59,14 +57,15 @@ def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any
         steer = steer_attention(spec, chosen, mla=mla)
         if steer is None:
             return declared
-        if steer.text() not in _logged:
-            _logged.add(steer.text())
-            logger.info(
-                "sglang-consumer-gpu: deterministic inference on %s: SGLang's attention backend %s; "
-                "pass --attention-backend to choose yourself",
-                spec.arch_name,
-                steer.text(),
-            )
+        log_once(
+            logger,
+            (ATTR, steer.text()),
+            logging.INFO,
+            "sglang-consumer-gpu: deterministic inference on %s: SGLang's attention backend %s; "
+            "pass --attention-backend to choose yourself",
+            spec.arch_name,
+            steer.text(),
+        )
         return {**declared, "attention_backend": steer.to}
 
     return _deterministic_attention_backend

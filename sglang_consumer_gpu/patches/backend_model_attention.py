@@ -28,7 +28,6 @@ is steered and the patch changes nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -38,6 +37,7 @@ from sglang_consumer_gpu.errors import not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.log import log_once
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -48,10 +48,6 @@ FIELDS = ("attention_backend", "prefill_attention_backend", "decode_attention_ba
 #: Linear) from the rest, ``hybrid_gdn_config`` / ``hybrid_kda_config`` of a model config; the
 #: backends family reads it for ``doctor --model`` (their layers' kernels).
 HYBRID_ARCH = Seam(">=0.5.16", "sglang.srt.configs.hybrid_arch", "hybrid_gdn_config")
-
-_logged: set[tuple[str, str, str]] = set()
-_lock = threading.Lock()
-
 
 def _is_mla(module: ModuleType, server_args: Any) -> bool:
     """SGLang's own answer (``use_mla_backend``); an MHA model when it cannot tell."""
@@ -76,25 +72,19 @@ def steer_declarations(
             if steer is None:
                 continue
             new[field] = steer.to
-            _log_once(architecture, field, steer.text(), spec)
+            log_once(
+                logger,
+                (architecture, field, steer.text()),
+                logging.INFO,
+                "sglang-consumer-gpu: %s on %s: SGLang's %s %s; pass --%s to choose yourself",
+                architecture,
+                spec.arch_name,
+                field.replace("_", " "),
+                steer.text(),
+                field.replace("_", "-"),
+            )
         out.append((source, new))
     return out
-
-
-def _log_once(architecture: str, field: str, text: str, spec: GpuSpec) -> None:
-    key = (architecture, field, text)
-    with _lock:
-        if key in _logged:
-            return
-        _logged.add(key)
-    logger.info(
-        "sglang-consumer-gpu: %s on %s: SGLang's %s %s; pass --%s to choose yourself",
-        architecture,
-        spec.arch_name,
-        field.replace("_", " "),
-        text,
-        field.replace("_", "-"),
-    )
 
 
 def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any]:

@@ -63,6 +63,7 @@ from sglang_consumer_gpu.errors import not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.log import log_once
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -163,17 +164,14 @@ def layout_problem(a: Any, w1: Any, w2: Any, s1: Any, s2: Any) -> str:
     return ""
 
 
-_announced: list[bool] = []
-
-
 def _announce() -> None:
     """One WARNING per process, at the first routed call: the user asked for CUTLASS."""
-    if _announced:
-        return
-    _announced.append(True)
     spec = current_spec()
     arch = spec.arch_name if spec is not None else "this GPU"
-    logger.warning(
+    log_once(
+        logger,
+        "cutlass_fused_experts_fp8 routed",
+        logging.WARNING,
         "sglang-consumer-gpu: --moe-runner-backend cutlass asked for sgl-kernel's "
         "fp8_blockwise_scaled_grouped_mm, which has no %s kernel ('No implemented "
         "fp8_blockwise_scaled_grouped_mm for current compute capability', sgl-project/sglang#28125); "

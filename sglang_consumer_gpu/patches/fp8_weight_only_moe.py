@@ -49,7 +49,6 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -59,6 +58,7 @@ from sglang_consumer_gpu.fp8.route import UNSUPPORTED_OPTIONS, WEIGHT_ONLY, MoeC
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patches import moe_config
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.log import log_once
 
 logger = logging.getLogger("sglang_consumer_gpu.fp8")
 
@@ -83,19 +83,6 @@ SEAMS = (
 MARLIN_MOE_MODULE = "sglang.srt.layers.moe.fused_moe_triton.fused_marlin_moe"
 MARLIN_MOE_FUNCTION = "fused_marlin_moe"
 MARLIN_FP8_FLAG = "is_fp8"
-
-_said: set[str] = set()
-_said_lock = threading.Lock()
-
-
-def _once(message: str, level: int = logging.WARNING) -> None:
-    """Log ``message`` the first time it comes up in this process."""
-    with _said_lock:
-        if message in _said:
-            return
-        _said.add(message)
-    logger.log(level, "sglang-consumer-gpu: %s", message)
-
 
 def marlin_has_fp8(source: str | None) -> bool:
     """Does this ``fused_marlin_moe`` module source take the fp8 flag (the Marlin FP8 MoE path)?"""
@@ -166,7 +153,8 @@ def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any
         kind, why = route(spec, call) if spec is not None else ("", "no GPU")
         if kind != WEIGHT_ONLY:
             if call.fp8_weights:
-                _once(f"fp8 fused-MoE call left to SGLang: {why}")
+                message = f"fp8 fused-MoE call left to SGLang: {why}"
+                log_once(logger, message, logging.WARNING, "sglang-consumer-gpu: %s", message)
             try:
                 return original(*args, **kwargs)
             except Exception as exc:  # SGLang's own error is the caller's, not a reason to call it again
@@ -178,7 +166,8 @@ def build(original: Callable[..., Any], module: ModuleType) -> Callable[..., Any
             mul_routed_weight=a["mul_routed_weight"], top_k=a["top_k"], block_m=a["config"]["BLOCK_SIZE_M"],
             block_shape=a["block_shape"], per_channel_quant=a["per_channel_quant"], bias=a["bias"], spec=spec,
         )  # fmt: skip
-        _once(f"fp8 experts run the plugin's weight-only FP8 kernel on {spec.name}: {why}", logging.INFO)
+        message = f"fp8 experts run the plugin's weight-only FP8 kernel on {spec.name}: {why}"
+        log_once(logger, message, logging.INFO, "sglang-consumer-gpu: %s", message)
         return None
 
     return invoke_fused_moe_kernel

@@ -54,6 +54,7 @@ from sglang_consumer_gpu.errors import not_ours
 from sglang_consumer_gpu.hardware.current import current_spec
 from sglang_consumer_gpu.hardware.spec import GpuSpec
 from sglang_consumer_gpu.patching.base import Patch, Seam
+from sglang_consumer_gpu.patching.log import log_once
 
 logger = logging.getLogger("sglang_consumer_gpu")
 
@@ -66,7 +67,6 @@ MXFP4_MARLIN_MOE = "sglang.srt.layers.quantization.mxfp4_marlin_moe"
 _OPEN = "__sglang_consumer_gpu_gate_open__"
 _FACTORY = "__sglang_consumer_gpu_factory__"
 
-_logged: set[str] = set()
 
 
 def _is_gate(node: ast.AST) -> bool:
@@ -159,15 +159,16 @@ def _gate_opens(where: str) -> Callable[[], bool]:
         spec = current_spec()
         if spec is None or not mxfp4_marlin_gate_opens(spec):
             return False
-        if where not in _logged:
-            _logged.add(where)
-            logger.info(
-                "sglang-consumer-gpu: MXFP4 experts on %s: SGLang's gate '%s SM90+' lifted in %s; "
-                "Marlin's MoE kernel runs on sm_80+",
-                spec.arch_name,
-                MESSAGE,
-                where,
-            )
+        log_once(
+            logger,
+            where,
+            logging.INFO,
+            "sglang-consumer-gpu: MXFP4 experts on %s: SGLang's gate '%s SM90+' lifted in %s; "
+            "Marlin's MoE kernel runs on sm_80+",
+            spec.arch_name,
+            MESSAGE,
+            where,
+        )
         return True
 
     return opens
